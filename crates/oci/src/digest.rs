@@ -161,6 +161,37 @@ impl Hasher {
         }
     }
 
+    /// Serialises the state mid-stream, so that a chunked upload can resume after a restart or
+    /// on another replica without re-reading what was already received.
+    pub fn save(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let (tag, state): (u8, &[u8]) = match self {
+            Hasher::Sha256(h) => (1, &h.serialize()),
+            Hasher::Sha512(h) => (2, &h.serialize()),
+        };
+        let mut out = Vec::with_capacity(1 + state.len());
+        out.push(tag);
+        out.extend_from_slice(state);
+        out
+    }
+
+    /// Restores a state written by [`Hasher::save`]; `None` for anything else.
+    pub fn restore(bytes: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let (&tag, state) = bytes.split_first()?;
+        match tag {
+            1 => {
+                let arr = state.try_into().ok()?;
+                sha2::Sha256::deserialize(arr).ok().map(Hasher::Sha256)
+            }
+            2 => {
+                let arr = state.try_into().ok()?;
+                sha2::Sha512::deserialize(arr).ok().map(Hasher::Sha512)
+            }
+            _ => None,
+        }
+    }
+
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
@@ -206,6 +237,21 @@ mod tests {
             Digest::of(Algorithm::Sha512, b"abc").hex(),
             "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
         );
+    }
+
+    #[test]
+    fn saved_state_resumes() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = alg.hasher();
+            h.update(b"hello ");
+            let saved = h.save();
+            let mut resumed = Hasher::restore(&saved).unwrap();
+            resumed.update(b"world");
+            assert_eq!(resumed.finish(), Digest::of(alg, b"hello world"));
+        }
+        assert!(Hasher::restore(b"").is_none());
+        assert!(Hasher::restore(&[1, 2, 3]).is_none());
+        assert!(Hasher::restore(&[9; 200]).is_none());
     }
 
     proptest::proptest! {

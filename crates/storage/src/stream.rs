@@ -1,0 +1,89 @@
+//! The bridge from an async body stream to a blocking writer thread. The network side and the
+//! hash-and-write side run on different threads, joined by a small bounded channel: a slow disk
+//! slows the socket reads (back-pressure) and memory stays at a few chunks whatever the size.
+
+use std::io::Write;
+
+use berth_oci::digest::Hasher;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::{ByteStream, StorageError};
+
+/// How many body chunks may wait between the socket and the disk. Chunks are at most a few
+/// hundred KiB, so this bounds buffered data per upload to a few MiB.
+const CHANNEL_DEPTH: usize = 8;
+
+/// Size of the write buffer that coalesces small body frames into large writes.
+const WRITE_BUFFER: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Hashes and appends `body` to `file` on a blocking thread. Returns the file, the hasher and how
+/// many bytes were written. Stops with `TooLarge` before writing past `limit` total bytes
+/// (counting `already` bytes that were in the file before).
+pub(crate) async fn pump(
+    file: std::fs::File,
+    mut hasher: Hasher,
+    mut body: ByteStream,
+    already: u64,
+    limit: u64,
+) -> Result<(std::fs::File, Hasher, u64), (std::fs::File, StorageError)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut written = 0u64;
+        let mut failure = None;
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+            if let Err(e) = out.write_all(&chunk) {
+                failure = Some(StorageError::from(e));
+                break;
+            }
+            written += chunk.len() as u64;
+        }
+        if failure.is_none()
+            && let Err(e) = out.flush()
+        {
+            failure = Some(StorageError::from(e));
+        }
+        // `into_parts` hands the file back even when the final flush failed.
+        let (file, _) = out.into_parts();
+        (file, hasher, written, failure)
+    });
+
+    let mut received = already;
+    let mut body_error = None;
+    while let Some(item) = body.next().await {
+        match item {
+            Ok(chunk) => {
+                received += chunk.len() as u64;
+                if received > limit {
+                    body_error = Some(StorageError::TooLarge { limit });
+                    break;
+                }
+                if tx.send(chunk).await.is_err() {
+                    // The writer stopped: its error is reported below.
+                    break;
+                }
+            }
+            Err(e) => {
+                body_error = Some(StorageError::Body(e));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let (file, hasher, written, failure) = match writer.await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    match failure.or(body_error) {
+        Some(e) => Err((file, e)),
+        None => Ok((file, hasher, written)),
+    }
+}
