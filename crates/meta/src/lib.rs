@@ -1,1 +1,581 @@
+//! The metadata store: repositories, blob links, manifests, tags, referrers and upload sessions.
+//!
+//! One implementation over `sqlx`'s `Any` driver serves SQLite (the embedded default) and, with
+//! its own migrations, PostgreSQL: the SQL here is the portable subset both understand
+//! (`$N` parameters, `ON CONFLICT`, `RETURNING`). Each dialect has its own migration directory
+//! because DDL is where they differ.
+//!
+//! Invariants kept by foreign keys and transactions: a tag always points at a manifest of the
+//! same repository; a manifest is inserted only in the transaction that checked its blobs and
+//! child manifests are present in the repository.
 
+use std::sync::Once;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("blob {0} is not in the repository")]
+    BlobUnknown(String),
+    #[error("manifest {0} is not in the repository")]
+    ManifestUnknown(String),
+    #[error("the metadata database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("metadata database error: {0}")]
+    Db(#[source] sqlx::Error),
+    #[error("metadata migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?} (use sqlite:PATH or postgres://...)")]
+    BadUrl(String),
+}
+
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                MetaError::Unavailable(e)
+            }
+            e => MetaError::Db(e),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, MetaError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A manifest about to be stored, with what it references.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    /// The manifest's annotations as a JSON object, for referrers listings.
+    pub annotations: Option<String>,
+    pub content: Vec<u8>,
+    /// Blobs that must be linked to the repository (config, layers).
+    pub blobs: Vec<String>,
+    /// Manifests that must exist in the repository (an index's children).
+    pub children: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// A manifest whose `subject` is a given digest, as a referrers listing describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRow {
+    pub id: String,
+    pub repo: String,
+    pub offset: u64,
+    pub hash_state: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What happened to a tag when a manifest was stored under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagChange {
+    None,
+    Created,
+    Moved { from: String },
+    Unchanged,
+}
+
+pub fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+static DRIVERS: Once = Once::new();
+
+#[derive(Clone)]
+pub struct MetaStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// SQLite admits one writer at a time and answers a second one with SQLITE_BUSY rather than
+    /// queueing it fairly, so writers queue here first. PostgreSQL needs no such gate.
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl MetaStore {
+    /// Connects to `url` (`sqlite:PATH` or `postgres://...`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<MetaStore> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else {
+            return Err(MetaError::BadUrl(url.to_owned()));
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                // WAL lets readers proceed during a write; `synchronous = NORMAL` in WAL mode
+                // keeps the database consistent across power loss (a commit may be lost, never
+                // half-applied), and blobs are always written before the rows that name them.
+                let pool = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?;
+                sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                pool
+            }
+            Dialect::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect_with(options)
+                .await?,
+        };
+        let store = MetaStore {
+            pool,
+            dialect,
+            write_gate: (dialect == Dialect::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The URL for an SQLite database file, created if missing.
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Dialect::Postgres => {
+                return Err(MetaError::BadUrl("PostgreSQL support is not built yet".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn repo_exists(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Records that a verified blob is stored, and links it to a repository (created if new).
+    pub async fn link_blob(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
+        let _g = self.gate().await;
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo, now).await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest)
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(repo_id)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links a blob that `from` can see into `to`. Returns its size, or `None` (and changes
+    /// nothing) when `from` cannot see it.
+    pub async fn mount_blob(&self, from: &str, to: &str, digest: &str) -> Result<Option<u64>> {
+        let _g = self.gate().await;
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id \
+             JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(from)
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size: i64 = row.try_get(0)?;
+        let repo_id = ensure_repo(&mut tx, to, now).await?;
+        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(repo_id)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(size as u64))
+    }
+
+    /// The size of a blob if the repository can see it.
+    pub async fn blob_in_repo(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id \
+             JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<i64, _>(0)? as u64),
+            None => None,
+        })
+    }
+
+    /// Removes a repository's link to a blob. The bytes stay until garbage collection finds no
+    /// link and no manifest referencing them.
+    pub async fn unlink_blob(&self, repo: &str, digest: &str) -> Result<bool> {
+        let _g = self.gate().await;
+        let done = sqlx::query(
+            "DELETE FROM repo_blobs WHERE digest = $2 AND repo_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo)
+        .bind(digest)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Stores a manifest (and optionally tags it) after checking, in the same transaction, that
+    /// everything it references is present in the repository.
+    pub async fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<TagChange> {
+        let _g = self.gate().await;
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo, now).await?;
+        for b in &m.blobs {
+            let found = sqlx::query("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+                .bind(repo_id)
+                .bind(b)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(MetaError::BlobUnknown(b.clone()));
+            }
+        }
+        for c in &m.children {
+            let found = sqlx::query("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                .bind(repo_id)
+                .bind(c)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(MetaError::ManifestUnknown(c.clone()));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(&m.digest)
+        .bind(&m.media_type)
+        .bind(m.artifact_type.as_deref())
+        .bind(m.subject.as_deref())
+        .bind(m.annotations.as_deref())
+        .bind(m.content.len() as i64)
+        .bind(&m.content[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.children.iter().map(|d| (d, "manifest")));
+        for (child, kind) in refs {
+            sqlx::query(
+                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(&m.digest)
+            .bind(child)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let change = match tag {
+            None => TagChange::None,
+            Some(tag) => {
+                let old: Option<String> = sqlx::query("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                    .bind(repo_id)
+                    .bind(tag)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                if old.as_deref() == Some(m.digest.as_str()) {
+                    TagChange::Unchanged
+                } else {
+                    sqlx::query(
+                        "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    )
+                    .bind(repo_id)
+                    .bind(tag)
+                    .bind(&m.digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    match old {
+                        Some(from) => TagChange::Moved { from },
+                        None => TagChange::Created,
+                    }
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    /// The digest a tag points at.
+    pub async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repo)
+        .bind(tag)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// A manifest by digest.
+    pub async fn get_manifest(&self, repo: &str, digest: &str) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM manifests m JOIN repositories r ON r.id = m.repo_id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredManifest { digest: r.try_get(0)?, media_type: r.try_get(1)?, content: r.try_get(2)? })
+        })
+        .transpose()
+    }
+
+    /// Deletes one tag. Returns whether it existed.
+    pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        let _g = self.gate().await;
+        let done = sqlx::query("DELETE FROM tags WHERE name = $2 AND repo_id = (SELECT id FROM repositories WHERE name = $1)")
+            .bind(repo)
+            .bind(tag)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a manifest and every tag on it. Returns the tags that were removed, or `None`
+    /// when the manifest did not exist.
+    pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<String>>> {
+        let _g = self.gate().await;
+        let mut tx = self.pool.begin().await?;
+        let Some(repo_id) = repo_id(&mut tx, repo).await? else { return Ok(None) };
+        let tags: Vec<String> = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let done = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(tags))
+    }
+
+    /// Up to `n` tags after `last`, in lexical order; `None` if the repository does not exist.
+    pub async fn list_tags(&self, repo: &str, last: Option<&str>, n: i64) -> Result<Option<Vec<String>>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(repo_id) = repo_id(&mut conn, repo).await? else { return Ok(None) };
+        let rows = sqlx::query("SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3")
+            .bind(repo_id)
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(Some(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?))
+    }
+
+    /// Up to `n` repository names after `last`, in lexical order.
+    pub async fn catalog(&self, last: Option<&str>, n: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Manifests in the repository whose subject is `subject`, ordered by digest.
+    pub async fn referrers(&self, repo: &str, subject: &str) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.annotations, m.size FROM manifests m \
+             JOIN repositories r ON r.id = m.repo_id WHERE r.name = $1 AND m.subject = $2 ORDER BY m.digest",
+        )
+        .bind(repo)
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: r.try_get(0)?,
+                    media_type: r.try_get(1)?,
+                    artifact_type: r.try_get(2)?,
+                    annotations: r.try_get(3)?,
+                    size: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create_upload(&self, id: &str, repo: &str) -> Result<()> {
+        let _g = self.gate().await;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO uploads (id, repo, offset_bytes, hash_state, created_at, updated_at) VALUES ($1, $2, 0, NULL, $3, $3)",
+        )
+        .bind(id)
+        .bind(repo)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_upload(&self, id: &str) -> Result<Option<UploadRow>> {
+        let row = sqlx::query(
+            "SELECT id, repo, offset_bytes, hash_state, created_at, updated_at FROM uploads WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(UploadRow {
+                id: r.try_get(0)?,
+                repo: r.try_get(1)?,
+                offset: r.try_get::<i64, _>(2)? as u64,
+                hash_state: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+                updated_at: r.try_get(5)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Saves an upload's progress and hash state after a chunk.
+    pub async fn update_upload(&self, id: &str, offset: u64, hash_state: &[u8]) -> Result<()> {
+        let _g = self.gate().await;
+        sqlx::query("UPDATE uploads SET offset_bytes = $2, hash_state = $3, updated_at = $4 WHERE id = $1")
+            .bind(id)
+            .bind(offset as i64)
+            .bind(hash_state)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let _g = self.gate().await;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sessions not touched since `before` (milliseconds), oldest first, at most `limit`.
+    pub async fn stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Whether an upload session with this id exists.
+    pub async fn upload_exists(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM uploads WHERE id = $1").bind(id).fetch_optional(&self.pool).await?.is_some())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn repo_id(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Option<i64>> {
+    Ok(match sqlx::query("SELECT id FROM repositories WHERE name = $1").bind(name).fetch_optional(&mut *conn).await? {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+async fn ensure_repo(conn: &mut sqlx::AnyConnection, name: &str, now: i64) -> Result<i64> {
+    if let Some(id) = repo_id(conn, name).await? {
+        return Ok(id);
+    }
+    let row = sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get(0)?)
+}
