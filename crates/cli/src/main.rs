@@ -1,1 +1,181 @@
-fn main() {}
+//! `berth`: a private OCI container registry in one binary.
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A private OCI container registry: fast, safe and complete, in one binary."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    ///
+    /// With no configuration it keeps everything under the data dir: metadata in SQLite
+    /// (meta.db) and blobs on the local filesystem (storage/). Configuration comes from, in
+    /// increasing precedence: built-in defaults, the --config TOML file, BERTH_* environment
+    /// variables (BERTH_LISTEN, BERTH_DATA_DIR, BERTH_STORAGE__FSYNC, ...: sections joined by
+    /// "__"), and these flags. Prints "listening on ADDR" on standard output once bound; logs
+    /// go to standard error (filter with BERTH_LOG, e.g. BERTH_LOG=debug).
+    Serve(ServeArgs),
+    /// Measure a registry's throughput and latency (Berth or any other, for comparison).
+    Bench(berth_bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000]. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory for the embedded database and blob storage [default: ./berth-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file. Unknown keys are errors.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve(args))
+        }
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(berth_bench::run(args))
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(
+        args.config.as_deref(),
+        Overrides {
+            listen: args.listen,
+            data_dir: args.data_dir,
+        },
+    )?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+
+    let meta = berth_meta::MetaStore::connect(&config.database_url())
+        .await
+        .context("opening the metadata database")?;
+    let blobs = berth_storage::FsStore::open(config.storage_path(), config.storage.fsync)
+        .with_context(|| {
+            format!(
+                "opening blob storage at {}",
+                config.storage_path().display()
+            )
+        })?;
+    if !config.storage.fsync {
+        tracing::warn!(
+            "storage.fsync is off: blobs acknowledged shortly before a power loss may be lost"
+        );
+    }
+    let registry = Arc::new(berth_registry::Registry::new(
+        meta,
+        blobs,
+        berth_registry::RegistryConfig {
+            max_manifest_size: config.limits.max_manifest_bytes,
+            max_blob_size: config.limits.max_blob_bytes,
+            upload_expiry: Duration::from_secs(config.uploads.expiry_secs),
+            ..Default::default()
+        },
+    ));
+    let expiry = berth_registry::UploadExpiry::start(
+        registry.clone(),
+        Duration::from_secs(config.uploads.sweep_interval_secs),
+    );
+
+    let state = berth_server::AppState {
+        registry: registry.clone(),
+        authorizer: Arc::new(berth_server::AllowAll),
+        body_idle_timeout: Duration::from_secs(config.uploads.body_idle_timeout_secs),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::warn!(
+        "authentication is not available yet: this registry accepts anonymous pushes and pulls"
+    );
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth is serving");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()?;
+    }
+    berth_server::serve(listener, berth_server::app(state), shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    expiry.shutdown().await;
+    registry.shutdown().await;
+    Ok(())
+}
+
+/// One server per data dir: a second one on the same SQLite file and upload directory would
+/// break the single-writer assumptions (tag cache, upload locks). The lock is released when the
+/// process exits, however it exits.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("berth.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    file.try_lock()
+        .map_err(|_| anyhow::anyhow!("another berth process is using {}", dir.display()))?;
+    Ok(file)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -34,9 +34,10 @@ pub enum MetaError {
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                MetaError::Unavailable(e)
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => MetaError::Unavailable(e),
             e => MetaError::Db(e),
         }
     }
@@ -103,7 +104,10 @@ pub enum TagChange {
 }
 
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 static DRIVERS: Once = Once::new();
@@ -138,27 +142,38 @@ impl MetaStore {
                     .max_connections(8)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA foreign_keys = ON")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout = 10000")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL")
+                                .execute(&mut *conn)
+                                .await?;
                             Ok(())
                         })
                     })
                     .connect_with(options)
                     .await?;
-                sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
                 pool
             }
-            Dialect::Postgres => AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(std::time::Duration::from_secs(5))
-                .connect_with(options)
-                .await?,
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?
+            }
         };
         let store = MetaStore {
             pool,
             dialect,
-            write_gate: (dialect == Dialect::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+            write_gate: (dialect == Dialect::Sqlite)
+                .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
         };
         store.migrate().await?;
         Ok(store)
@@ -175,9 +190,15 @@ impl MetaStore {
 
     async fn migrate(&self) -> Result<()> {
         match self.dialect {
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Dialect::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
             Dialect::Postgres => {
-                return Err(MetaError::BadUrl("PostgreSQL support is not built yet".into()));
+                return Err(MetaError::BadUrl(
+                    "PostgreSQL support is not built yet".into(),
+                ));
             }
         }
         Ok(())
@@ -285,7 +306,12 @@ impl MetaStore {
 
     /// Stores a manifest (and optionally tags it) after checking, in the same transaction, that
     /// everything it references is present in the repository.
-    pub async fn put_manifest(&self, repo: &str, m: &NewManifest, tag: Option<&str>) -> Result<TagChange> {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        m: &NewManifest,
+        tag: Option<&str>,
+    ) -> Result<TagChange> {
         let _g = self.gate().await;
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
@@ -325,7 +351,11 @@ impl MetaStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.children.iter().map(|d| (d, "manifest")));
+        let refs = m
+            .blobs
+            .iter()
+            .map(|d| (d, "blob"))
+            .chain(m.children.iter().map(|d| (d, "manifest")));
         for (child, kind) in refs {
             sqlx::query(
                 "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4) \
@@ -341,13 +371,14 @@ impl MetaStore {
         let change = match tag {
             None => TagChange::None,
             Some(tag) => {
-                let old: Option<String> = sqlx::query("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
-                    .bind(repo_id)
-                    .bind(tag)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get(0))
-                    .transpose()?;
+                let old: Option<String> =
+                    sqlx::query("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                        .bind(repo_id)
+                        .bind(tag)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get(0))
+                        .transpose()?;
                 if old.as_deref() == Some(m.digest.as_str()) {
                     TagChange::Unchanged
                 } else {
@@ -398,7 +429,11 @@ impl MetaStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(StoredManifest { digest: r.try_get(0)?, media_type: r.try_get(1)?, content: r.try_get(2)? })
+            Ok(StoredManifest {
+                digest: r.try_get(0)?,
+                media_type: r.try_get(1)?,
+                content: r.try_get(2)?,
+            })
         })
         .transpose()
     }
@@ -419,15 +454,18 @@ impl MetaStore {
     pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<String>>> {
         let _g = self.gate().await;
         let mut tx = self.pool.begin().await?;
-        let Some(repo_id) = repo_id(&mut tx, repo).await? else { return Ok(None) };
-        let tags: Vec<String> = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
-            .bind(repo_id)
-            .bind(digest)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?;
+        let Some(repo_id) = repo_id(&mut tx, repo).await? else {
+            return Ok(None);
+        };
+        let tags: Vec<String> =
+            sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
+                .bind(repo_id)
+                .bind(digest)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
         let done = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
             .bind(repo_id)
             .bind(digest)
@@ -441,26 +479,43 @@ impl MetaStore {
     }
 
     /// Up to `n` tags after `last`, in lexical order; `None` if the repository does not exist.
-    pub async fn list_tags(&self, repo: &str, last: Option<&str>, n: i64) -> Result<Option<Vec<String>>> {
+    pub async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: i64,
+    ) -> Result<Option<Vec<String>>> {
         let mut conn = self.pool.acquire().await?;
-        let Some(repo_id) = repo_id(&mut conn, repo).await? else { return Ok(None) };
-        let rows = sqlx::query("SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3")
-            .bind(repo_id)
-            .bind(last.unwrap_or(""))
-            .bind(n)
-            .fetch_all(&mut *conn)
-            .await?;
-        Ok(Some(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?))
+        let Some(repo_id) = repo_id(&mut conn, repo).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repo_id)
+        .bind(last.unwrap_or(""))
+        .bind(n)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?,
+        ))
     }
 
     /// Up to `n` repository names after `last`, in lexical order.
     pub async fn catalog(&self, last: Option<&str>, n: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-            .bind(last.unwrap_or(""))
-            .bind(n)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(last.unwrap_or(""))
+                .bind(n)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Manifests in the repository whose subject is `subject`, ordered by digest.
@@ -523,35 +578,49 @@ impl MetaStore {
     /// Saves an upload's progress and hash state after a chunk.
     pub async fn update_upload(&self, id: &str, offset: u64, hash_state: &[u8]) -> Result<()> {
         let _g = self.gate().await;
-        sqlx::query("UPDATE uploads SET offset_bytes = $2, hash_state = $3, updated_at = $4 WHERE id = $1")
-            .bind(id)
-            .bind(offset as i64)
-            .bind(hash_state)
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE uploads SET offset_bytes = $2, hash_state = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(offset as i64)
+        .bind(hash_state)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn delete_upload(&self, id: &str) -> Result<bool> {
         let _g = self.gate().await;
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Sessions not touched since `before` (milliseconds), oldest first, at most `limit`.
     pub async fn stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
-            .bind(before)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+        let rows = sqlx::query(
+            "SELECT id FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Whether an upload session with this id exists.
     pub async fn upload_exists(&self, id: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM uploads WHERE id = $1").bind(id).fetch_optional(&self.pool).await?.is_some())
+        Ok(sqlx::query("SELECT 1 FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     pub async fn close(&self) {
@@ -560,10 +629,16 @@ impl MetaStore {
 }
 
 async fn repo_id(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Option<i64>> {
-    Ok(match sqlx::query("SELECT id FROM repositories WHERE name = $1").bind(name).fetch_optional(&mut *conn).await? {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    Ok(
+        match sqlx::query("SELECT id FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        },
+    )
 }
 
 async fn ensure_repo(conn: &mut sqlx::AnyConnection, name: &str, now: i64) -> Result<i64> {

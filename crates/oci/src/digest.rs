@@ -90,9 +90,11 @@ impl FromStr for Digest {
             other => {
                 // The spec's algorithm grammar: [a-z0-9]+ ([+._-] [a-z0-9]+)*
                 let well_formed = !other.is_empty()
-                    && other
-                        .split(['+', '.', '_', '-'])
-                        .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+                    && other.split(['+', '.', '_', '-']).all(|c| {
+                        !c.is_empty()
+                            && c.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    });
                 return Err(if well_formed {
                     DigestError::UnsupportedAlgorithm(truncate(other))
                 } else {
@@ -101,11 +103,16 @@ impl FromStr for Digest {
             }
         };
         if enc.len() != algorithm.hex_len()
-            || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::BadEncoding(truncate(s)));
         }
-        Ok(Digest { algorithm, hex: enc.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: enc.to_owned(),
+        })
     }
 }
 

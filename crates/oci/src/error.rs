@@ -69,7 +69,9 @@ impl ErrorCode {
             ErrorCode::BlobUploadInvalid => "blob upload invalid",
             ErrorCode::BlobUploadUnknown => "blob upload unknown to registry",
             ErrorCode::DigestInvalid => "provided digest did not match uploaded content",
-            ErrorCode::ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
+            ErrorCode::ManifestBlobUnknown => {
+                "manifest references a manifest or blob unknown to registry"
+            }
             ErrorCode::ManifestInvalid => "manifest invalid",
             ErrorCode::ManifestUnknown => "manifest unknown to registry",
             ErrorCode::NameInvalid => "invalid repository name",
@@ -103,8 +105,18 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    pub fn single(code: ErrorCode, message: impl Into<String>, detail: Option<serde_json::Value>) -> Self {
-        ErrorBody { errors: vec![ErrorInfo { code, message: message.into(), detail }] }
+    pub fn single(
+        code: ErrorCode,
+        message: impl Into<String>,
+        detail: Option<serde_json::Value>,
+    ) -> Self {
+        ErrorBody {
+            errors: vec![ErrorInfo {
+                code,
+                message: message.into(),
+                detail,
+            }],
+        }
     }
 }
 

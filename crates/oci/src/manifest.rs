@@ -100,7 +100,8 @@ impl Manifest {
     /// Parses and validates `bytes`, using `content_type` (the request's `Content-Type`, possibly
     /// absent) together with the document's own `mediaType` to decide its kind.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let raw: Raw =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         let header = content_type.map(media::essence).filter(|s| !s.is_empty());
         let kind = match (raw.media_type.as_deref(), header) {
             (Some(doc), Some(h)) if doc != h && ManifestKind::from_media_type(h).is_some() => {
@@ -110,7 +111,9 @@ impl Manifest {
             }
             (Some(doc), _) => kind_of(doc)?,
             (None, Some(h)) if ManifestKind::from_media_type(h).is_some() => kind_of(h)?,
-            (None, Some(h)) if is_schema1(h) => return Err(ManifestError::UnsupportedMediaType(h.to_owned())),
+            (None, Some(h)) if is_schema1(h) => {
+                return Err(ManifestError::UnsupportedMediaType(h.to_owned()));
+            }
             // Neither says: infer from the shape, as the OCI spec allows for mediaType-less documents.
             (None, _) => {
                 if raw.manifests.is_some() {
@@ -118,7 +121,9 @@ impl Manifest {
                 } else if raw.config.is_some() {
                     ManifestKind::OciManifest
                 } else {
-                    return Err(ManifestError::Invalid("no mediaType, config or manifests".into()));
+                    return Err(ManifestError::Invalid(
+                        "no mediaType, config or manifests".into(),
+                    ));
                 }
             }
         };
@@ -128,7 +133,9 @@ impl Manifest {
         }
         let check = |d: &Descriptor, what: &str| -> Result<(), ManifestError> {
             if d.size < 0 {
-                return Err(ManifestError::Invalid(format!("{what} has a negative size")));
+                return Err(ManifestError::Invalid(format!(
+                    "{what} has a negative size"
+                )));
             }
             if d.media_type.is_empty() {
                 return Err(ManifestError::Invalid(format!("{what} has no mediaType")));
@@ -137,9 +144,13 @@ impl Manifest {
         };
         let manifest = if kind.is_index() {
             if raw.config.is_some() || raw.layers.is_some() {
-                return Err(ManifestError::Invalid("an index has no config or layers".into()));
+                return Err(ManifestError::Invalid(
+                    "an index has no config or layers".into(),
+                ));
             }
-            let manifests = raw.manifests.ok_or_else(|| ManifestError::Invalid("index has no manifests".into()))?;
+            let manifests = raw
+                .manifests
+                .ok_or_else(|| ManifestError::Invalid("index has no manifests".into()))?;
             for m in &manifests {
                 check(m, "manifests[]")?;
             }
@@ -154,11 +165,17 @@ impl Manifest {
             }
         } else {
             if raw.manifests.is_some() {
-                return Err(ManifestError::Invalid("an image manifest has no manifests".into()));
+                return Err(ManifestError::Invalid(
+                    "an image manifest has no manifests".into(),
+                ));
             }
-            let config = raw.config.ok_or_else(|| ManifestError::Invalid("manifest has no config".into()))?;
+            let config = raw
+                .config
+                .ok_or_else(|| ManifestError::Invalid("manifest has no config".into()))?;
             check(&config, "config")?;
-            let layers = raw.layers.ok_or_else(|| ManifestError::Invalid("manifest has no layers".into()))?;
+            let layers = raw
+                .layers
+                .ok_or_else(|| ManifestError::Invalid("manifest has no layers".into()))?;
             for l in &layers {
                 check(l, "layers[]")?;
             }
@@ -181,9 +198,11 @@ impl Manifest {
     /// Blobs that must exist in the repository for this manifest to be accepted: the config and
     /// every layer except foreign (non-distributable) ones.
     pub fn required_blobs(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config
-            .iter()
-            .chain(self.layers.iter().filter(|l| !(media::is_foreign_layer(&l.media_type) && l.urls.is_some())))
+        self.config.iter().chain(
+            self.layers
+                .iter()
+                .filter(|l| !(media::is_foreign_layer(&l.media_type) && l.urls.is_some())),
+        )
     }
 
     /// The artifact type reported for this manifest in a referrers listing: its `artifactType`,
@@ -200,7 +219,8 @@ fn is_schema1(mt: &str) -> bool {
 }
 
 fn kind_of(mt: &str) -> Result<ManifestKind, ManifestError> {
-    ManifestKind::from_media_type(mt).ok_or_else(|| ManifestError::UnsupportedMediaType(mt.chars().take(160).collect()))
+    ManifestKind::from_media_type(mt)
+        .ok_or_else(|| ManifestError::UnsupportedMediaType(mt.chars().take(160).collect()))
 }
 
 #[cfg(test)]
@@ -227,7 +247,10 @@ mod tests {
 
     #[test]
     fn subject_and_artifact_type() {
-        let extra = format!(r#","artifactType":"application/x-sbom","subject":{{"mediaType":"{}","digest":"{D}","size":1}}"#, media::OCI_MANIFEST);
+        let extra = format!(
+            r#","artifactType":"application/x-sbom","subject":{{"mediaType":"{}","digest":"{D}","size":1}}"#,
+            media::OCI_MANIFEST
+        );
         let m = Manifest::parse(image(&extra).as_bytes(), None).unwrap();
         assert_eq!(m.effective_artifact_type(), Some("application/x-sbom"));
         assert!(m.subject.is_some());
@@ -239,17 +262,35 @@ mod tests {
             ("".into(), None),
             ("{".into(), None),
             ("[]".into(), None),
-            (image("").replace("\"schemaVersion\":2", "\"schemaVersion\":1"), None),
+            (
+                image("").replace("\"schemaVersion\":2", "\"schemaVersion\":1"),
+                None,
+            ),
             (image("").replace(D, "sha256:abc"), None),
             (image("").replace("\"size\":0}]", "\"size\":-1}]"), None),
             (image(""), Some(media::OCI_INDEX)),
             (r#"{"schemaVersion":2}"#.into(), None),
-            (r#"{"schemaVersion":2,"mediaType":"application/x-nope"}"#.into(), None),
-            (r#"{"schemaVersion":1,"name":"x"}"#.into(), Some(media::DOCKER_SCHEMA1_SIGNED)),
-            (format!(r#"{{"schemaVersion":2,"mediaType":"{}"}}"#, media::OCI_INDEX), None),
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/x-nope"}"#.into(),
+                None,
+            ),
+            (
+                r#"{"schemaVersion":1,"name":"x"}"#.into(),
+                Some(media::DOCKER_SCHEMA1_SIGNED),
+            ),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{}"}}"#,
+                    media::OCI_INDEX
+                ),
+                None,
+            ),
         ];
         for (doc, ct) in cases {
-            assert!(Manifest::parse(doc.as_bytes(), ct).is_err(), "{doc} / {ct:?}");
+            assert!(
+                Manifest::parse(doc.as_bytes(), ct).is_err(),
+                "{doc} / {ct:?}"
+            );
         }
     }
 
@@ -260,7 +301,11 @@ mod tests {
             media::OCI_INDEX,
             media::OCI_MANIFEST
         );
-        let m = Manifest::parse(doc.as_bytes(), Some("application/vnd.oci.image.index.v1+json; charset=utf-8")).unwrap();
+        let m = Manifest::parse(
+            doc.as_bytes(),
+            Some("application/vnd.oci.image.index.v1+json; charset=utf-8"),
+        )
+        .unwrap();
         assert!(m.kind.is_index());
         assert_eq!(m.manifests.len(), 1);
         assert_eq!(m.required_blobs().count(), 0);

@@ -122,8 +122,13 @@ impl FromStr for Tag {
         let ok = !b.is_empty()
             && b.len() <= 128
             && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-        if ok { Ok(Tag(s.to_owned())) } else { Err(NameError::InvalidTag(s.chars().take(160).collect())) }
+            && b.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if ok {
+            Ok(Tag(s.to_owned()))
+        } else {
+            Err(NameError::InvalidTag(s.chars().take(160).collect()))
+        }
     }
 }
 
@@ -226,7 +231,10 @@ mod tests {
         assert!("a".repeat(128).parse::<Tag>().is_ok());
         assert!("a".repeat(129).parse::<Tag>().is_err());
         assert!(matches!("v1".parse::<Reference>(), Ok(Reference::Tag(_))));
-        assert!(matches!(format!("sha256:{}", "f".repeat(64)).parse::<Reference>(), Ok(Reference::Digest(_))));
+        assert!(matches!(
+            format!("sha256:{}", "f".repeat(64)).parse::<Reference>(),
+            Ok(Reference::Digest(_))
+        ));
         assert!("sha256:zz".parse::<Reference>().is_err());
     }
 

@@ -44,7 +44,10 @@ pub fn parse_v2_path(rest: &str) -> Option<V2Route<'_>> {
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return nonempty(name).then_some(V2Route::Tags { name });
     }
-    if let Some(name) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
         return nonempty(name).then_some(V2Route::UploadStart { name });
     }
     let (head, last) = rest.rsplit_once('/')?;
@@ -56,7 +59,10 @@ pub fn parse_v2_path(rest: &str) -> Option<V2Route<'_>> {
         return None;
     }
     match keyword {
-        "manifests" => Some(V2Route::Manifest { name, reference: last }),
+        "manifests" => Some(V2Route::Manifest {
+            name,
+            reference: last,
+        }),
         "blobs" => Some(V2Route::Blob { name, digest: last }),
         "referrers" => Some(V2Route::Referrers { name, digest: last }),
         "uploads" => {
@@ -80,22 +86,72 @@ mod tests {
         check("", Some(V2Route::Base));
         check("_catalog", Some(V2Route::Catalog));
         check("a/tags/list", Some(V2Route::Tags { name: "a" }));
-        check("a/b/c/d/e/f/g/h/tags/list", Some(V2Route::Tags { name: "a/b/c/d/e/f/g/h" }));
-        check("a/b/manifests/latest", Some(V2Route::Manifest { name: "a/b", reference: "latest" }));
-        check("a/blobs/sha256:x", Some(V2Route::Blob { name: "a", digest: "sha256:x" }));
+        check(
+            "a/b/c/d/e/f/g/h/tags/list",
+            Some(V2Route::Tags {
+                name: "a/b/c/d/e/f/g/h",
+            }),
+        );
+        check(
+            "a/b/manifests/latest",
+            Some(V2Route::Manifest {
+                name: "a/b",
+                reference: "latest",
+            }),
+        );
+        check(
+            "a/blobs/sha256:x",
+            Some(V2Route::Blob {
+                name: "a",
+                digest: "sha256:x",
+            }),
+        );
         check("a/blobs/uploads/", Some(V2Route::UploadStart { name: "a" }));
         check("a/blobs/uploads", Some(V2Route::UploadStart { name: "a" }));
-        check("a/blobs/uploads/123", Some(V2Route::Upload { name: "a", id: "123" }));
-        check("a/referrers/sha256:x", Some(V2Route::Referrers { name: "a", digest: "sha256:x" }));
+        check(
+            "a/blobs/uploads/123",
+            Some(V2Route::Upload {
+                name: "a",
+                id: "123",
+            }),
+        );
+        check(
+            "a/referrers/sha256:x",
+            Some(V2Route::Referrers {
+                name: "a",
+                digest: "sha256:x",
+            }),
+        );
         // Keywords inside names.
-        check("manifests/manifests/x", Some(V2Route::Manifest { name: "manifests", reference: "x" }));
-        check("blobs/blobs/uploads/", Some(V2Route::UploadStart { name: "blobs" }));
-        check("tags/list/tags/list", Some(V2Route::Tags { name: "tags/list" }));
+        check(
+            "manifests/manifests/x",
+            Some(V2Route::Manifest {
+                name: "manifests",
+                reference: "x",
+            }),
+        );
+        check(
+            "blobs/blobs/uploads/",
+            Some(V2Route::UploadStart { name: "blobs" }),
+        );
+        check(
+            "tags/list/tags/list",
+            Some(V2Route::Tags { name: "tags/list" }),
+        );
     }
 
     #[test]
     fn non_routes() {
-        for p in ["x", "/tags/list", "a/manifests/", "manifests/x", "a/other/x", "/blobs/uploads/", "blobs/uploads/1", "a/tags"] {
+        for p in [
+            "x",
+            "/tags/list",
+            "a/manifests/",
+            "manifests/x",
+            "a/other/x",
+            "/blobs/uploads/",
+            "blobs/uploads/1",
+            "a/tags",
+        ] {
             check(p, None);
         }
     }

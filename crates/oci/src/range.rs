@@ -37,7 +37,10 @@ fn number(s: &str) -> Option<u64> {
 pub fn parse_content_range(value: &str) -> Result<ByteRange, RangeError> {
     let bad = || RangeError::Malformed(value.chars().take(80).collect());
     let v = value.trim();
-    let v = v.strip_prefix("bytes ").or_else(|| v.strip_prefix("bytes=")).unwrap_or(v);
+    let v = v
+        .strip_prefix("bytes ")
+        .or_else(|| v.strip_prefix("bytes="))
+        .unwrap_or(v);
     let v = v.split_once('/').map(|(r, _)| r).unwrap_or(v);
     let (a, b) = v.split_once('-').ok_or_else(bad)?;
     let start = number(a.trim()).ok_or_else(bad)?;
@@ -65,17 +68,27 @@ pub fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, RangeErro
         if n == 0 || len == 0 {
             return Err(RangeError::Unsatisfiable);
         }
-        ByteRange { start: len.saturating_sub(n), end: len - 1 }
+        ByteRange {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        }
     } else {
         let start = number(a).ok_or_else(bad)?;
-        let end = if b.is_empty() { u64::MAX } else { number(b).ok_or_else(bad)? };
+        let end = if b.is_empty() {
+            u64::MAX
+        } else {
+            number(b).ok_or_else(bad)?
+        };
         if end < start {
             return Err(bad());
         }
         if start >= len {
             return Err(RangeError::Unsatisfiable);
         }
-        ByteRange { start, end: end.min(len - 1) }
+        ByteRange {
+            start,
+            end: end.min(len - 1),
+        }
     };
     Ok(Some(range))
 }
@@ -86,25 +99,62 @@ mod tests {
 
     #[test]
     fn content_range() {
-        assert_eq!(parse_content_range("0-99"), Ok(ByteRange { start: 0, end: 99 }));
-        assert_eq!(parse_content_range("bytes 5-9/100"), Ok(ByteRange { start: 5, end: 9 }));
-        for bad in ["", "-", "1-", "-1", "9-5", "a-b", "1-2-3", "99999999999999999999-1", "+1-2"] {
+        assert_eq!(
+            parse_content_range("0-99"),
+            Ok(ByteRange { start: 0, end: 99 })
+        );
+        assert_eq!(
+            parse_content_range("bytes 5-9/100"),
+            Ok(ByteRange { start: 5, end: 9 })
+        );
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "9-5",
+            "a-b",
+            "1-2-3",
+            "99999999999999999999-1",
+            "+1-2",
+        ] {
             assert!(parse_content_range(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn range() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(ByteRange { start: 0, end: 9 })));
-        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(ByteRange { start: 90, end: 99 })));
-        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(ByteRange { start: 90, end: 99 })));
-        assert_eq!(parse_range("bytes=-1000", 100), Ok(Some(ByteRange { start: 0, end: 99 })));
-        assert_eq!(parse_range("bytes=0-1000", 100), Ok(Some(ByteRange { start: 0, end: 99 })));
+        assert_eq!(
+            parse_range("bytes=0-9", 100),
+            Ok(Some(ByteRange { start: 0, end: 9 }))
+        );
+        assert_eq!(
+            parse_range("bytes=90-", 100),
+            Ok(Some(ByteRange { start: 90, end: 99 }))
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            Ok(Some(ByteRange { start: 90, end: 99 }))
+        );
+        assert_eq!(
+            parse_range("bytes=-1000", 100),
+            Ok(Some(ByteRange { start: 0, end: 99 }))
+        );
+        assert_eq!(
+            parse_range("bytes=0-1000", 100),
+            Ok(Some(ByteRange { start: 0, end: 99 }))
+        );
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(parse_range("bytes=100-", 100), Err(RangeError::Unsatisfiable));
+        assert_eq!(
+            parse_range("bytes=100-", 100),
+            Err(RangeError::Unsatisfiable)
+        );
         assert_eq!(parse_range("bytes=-0", 100), Err(RangeError::Unsatisfiable));
         for bad in ["0-9", "bytes=", "bytes=a-", "bytes=9-1", "items=0-1"] {
-            assert!(matches!(parse_range(bad, 100), Err(RangeError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(parse_range(bad, 100), Err(RangeError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 }

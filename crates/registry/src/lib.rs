@@ -1,1 +1,16 @@
+//! The registry's services: pushing and pulling blobs and manifests, upload sessions, tags,
+//! catalog and referrers, and the background expiry of abandoned uploads.
+//!
+//! Layers only call down: the HTTP edge calls these services, the services call the metadata
+//! store and blob storage, and neither store calls back up. This crate knows no HTTP.
 
+mod cache;
+mod error;
+mod expiry;
+mod service;
+
+pub use berth_meta::{MetaStore, StoredManifest};
+pub use berth_storage::{BlobReader, ByteStream, FsStore};
+pub use error::{RegistryError, Result};
+pub use expiry::UploadExpiry;
+pub use service::{Referrer, Registry, RegistryConfig, TagPage, UploadProgress};

@@ -1,1 +1,82 @@
+//! The HTTP edge. The only crate that knows HTTP: it parses requests into typed values, asks the
+//! authorizer, makes one service call, and turns the result (or error) into an OCI response.
 
+mod access;
+mod body;
+mod error;
+mod v2;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use berth_registry::Registry;
+
+pub use access::{Access, Action, AllowAll, Authorizer};
+pub use error::ApiError;
+
+/// What every handler can reach. Built once at start-up.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub authorizer: Arc<dyn Authorizer>,
+    /// The longest a request body may pause between two frames before the upload is abandoned.
+    /// An idle timeout, not a whole-request one: a large blob over a slow link is fine as long
+    /// as it keeps moving.
+    pub body_idle_timeout: Duration,
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", any(v2::dispatch_root))
+        .route("/v2/", any(v2::dispatch_root))
+        .route("/v2/{*rest}", any(v2::dispatch))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.registry.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// One log line per request. The query string is left out: it can carry tokens and digests
+/// that belong to no log.
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "berth::http",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -50,11 +50,17 @@ impl FsStore {
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
         // The hex part is validated lowercase hex of fixed length, so it cannot traverse.
-        self.root.join("blobs").join(d.algorithm().as_str()).join(&d.hex()[..2]).join(d.hex())
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&d.hex()[..2])
+            .join(d.hex())
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf> {
-        let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
             return Err(StorageError::UploadUnknown(id.chars().take(64).collect()));
         }
@@ -88,7 +94,10 @@ impl FsStore {
             // leaves an existing mapping valid.
             let map = unsafe { memmap2::Mmap::map(&file)? };
             let _ = map.advise(memmap2::Advice::Sequential);
-            Ok(Some(BlobReader { map: Some(Arc::new(map)), len }))
+            Ok(Some(BlobReader {
+                map: Some(Arc::new(map)),
+                len,
+            }))
         })
         .await
         .map_err(join_error)??;
@@ -107,7 +116,10 @@ impl FsStore {
     /// Stores a whole blob received in one request, publishing it only if it hashes to
     /// `expected`. Returns its size.
     pub async fn put_blob(&self, expected: &Digest, body: ByteStream, limit: u64) -> Result<u64> {
-        let path = self.root.join("uploads").join(format!("mono-{}", uuid::Uuid::new_v4()));
+        let path = self
+            .root
+            .join("uploads")
+            .join(format!("mono-{}", uuid::Uuid::new_v4()));
         let file = create_new(&path).await?;
         let result = pump(file, expected.algorithm().hasher(), body, 0, limit).await;
         let (file, hasher, written) = match result {
@@ -120,7 +132,10 @@ impl FsStore {
         let actual = hasher.finish();
         if &actual != expected {
             remove_quietly(&path).await;
-            return Err(StorageError::DigestMismatch { expected: expected.clone(), actual });
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
         }
         if let Err(e) = self.publish(file, &path, expected).await {
             remove_quietly(&path).await;
@@ -142,7 +157,9 @@ impl FsStore {
         let path = self.upload_path(id)?;
         match tokio::fs::metadata(&path).await {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::UploadUnknown(id.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StorageError::UploadUnknown(id.to_owned()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -159,8 +176,13 @@ impl FsStore {
         limit: u64,
     ) -> Result<UploadCursor> {
         let (file, hasher, len) = self.open_for_append(id, cursor, start).await?;
-        let (_, hasher, written) = pump(file, hasher, body, len, limit).await.map_err(|(_, e)| e)?;
-        Ok(UploadCursor { offset: len + written, hash_state: hasher.save() })
+        let (_, hasher, written) = pump(file, hasher, body, len, limit)
+            .await
+            .map_err(|(_, e)| e)?;
+        Ok(UploadCursor {
+            offset: len + written,
+            hash_state: hasher.save(),
+        })
     }
 
     /// Completes an upload: appends the optional last chunk, verifies the digest, and publishes
@@ -178,7 +200,9 @@ impl FsStore {
         let (mut file, mut hasher, len) = self.open_for_append(id, cursor, start).await?;
         let mut size = len;
         if let Some(body) = body {
-            let (f, h, written) = pump(file, hasher, body, len, limit).await.map_err(|(_, e)| e)?;
+            let (f, h, written) = pump(file, hasher, body, len, limit)
+                .await
+                .map_err(|(_, e)| e)?;
             file = f;
             hasher = h;
             size += written;
@@ -192,7 +216,10 @@ impl FsStore {
         };
         if &actual != expected {
             remove_quietly(&path).await;
-            return Err(StorageError::DigestMismatch { expected: expected.clone(), actual });
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
         }
         self.publish(file, &path, expected).await?;
         Ok(size)
@@ -215,7 +242,9 @@ impl FsStore {
             let mut out = Vec::new();
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
-                let Ok(name) = entry.file_name().into_string() else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
                 let modified = entry.metadata()?.modified()?;
                 out.push((name, modified));
             }
@@ -235,9 +264,15 @@ impl FsStore {
         let path = self.upload_path(id)?;
         let id = id.to_owned();
         let (file, len) = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64)> {
-            let file = match std::fs::OpenOptions::new().read(true).append(true).open(&path) {
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+            {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::UploadUnknown(id)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::UploadUnknown(id));
+                }
                 Err(e) => return Err(e.into()),
             };
             let len = file.metadata()?.len();
@@ -248,9 +283,14 @@ impl FsStore {
         if let Some(start) = start
             && start != len
         {
-            return Err(StorageError::OffsetMismatch { expected: len, got: start });
+            return Err(StorageError::OffsetMismatch {
+                expected: len,
+                got: start,
+            });
         }
-        let saved = cursor.filter(|c| c.offset == len).and_then(|c| Hasher::restore(&c.hash_state));
+        let saved = cursor
+            .filter(|c| c.offset == len)
+            .and_then(|c| Hasher::restore(&c.hash_state));
         match saved {
             Some(h) => Ok((file, h, len)),
             None => {
@@ -319,7 +359,10 @@ impl BlobReader {
     }
 
     /// The bytes of `range` (or of the whole blob) as a stream of chunks.
-    pub fn stream(&self, range: Option<ByteRange>) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    pub fn stream(
+        &self,
+        range: Option<ByteRange>,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         let (start, end) = match range {
             Some(r) => (r.start as usize, r.end as usize + 1),
             None => (0, self.len as usize),
@@ -332,7 +375,11 @@ impl BlobReader {
                 return None;
             }
             let next = (pos + SERVE_CHUNK).min(end);
-            let slice = MapSlice { map: map.clone(), start: pos, end: next };
+            let slice = MapSlice {
+                map: map.clone(),
+                start: pos,
+                end: next,
+            };
             let _ = map.advise_range(memmap2::Advice::WillNeed, pos, next - pos);
             pos = next;
             Some(Ok(Bytes::from_owner(slice)))
@@ -342,10 +389,16 @@ impl BlobReader {
 
 async fn create_new(path: &Path) -> Result<std::fs::File> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).read(true).create_new(true).open(path))
-        .await
-        .map_err(join_error)?
-        .map_err(StorageError::from)
+    tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(path)
+    })
+    .await
+    .map_err(join_error)?
+    .map_err(StorageError::from)
 }
 
 async fn remove_quietly(path: &Path) {

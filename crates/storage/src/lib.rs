@@ -21,7 +21,10 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("the content's digest is {actual}, not {expected}")]
-    DigestMismatch { expected: berth_oci::Digest, actual: berth_oci::Digest },
+    DigestMismatch {
+        expected: berth_oci::Digest,
+        actual: berth_oci::Digest,
+    },
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("the upload was expected to continue at offset {expected}, not {got}")]
