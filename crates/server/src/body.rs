@@ -30,17 +30,29 @@ pub fn stream(body: Body, idle: Duration) -> ByteStream {
 }
 
 /// Reads a small body (a manifest) into memory, refusing more than `limit` bytes.
+///
+/// An oversized body is read to its end (up to a bound) and discarded before the refusal, so
+/// that the client, still sending, receives the 413 instead of a reset connection.
 pub async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let drain_limit = limit.saturating_mul(4).max(16 << 20);
     let mut out = Vec::new();
+    let mut seen = 0usize;
     let mut s = body.into_data_stream();
     while let Some(chunk) = s.next().await {
         let chunk = chunk.map_err(|e| ReadError::Body(e.to_string()))?;
-        if out.len() + chunk.len() > limit {
+        seen = seen.saturating_add(chunk.len());
+        if seen > drain_limit {
             return Err(ReadError::TooLarge);
         }
-        out.extend_from_slice(&chunk);
+        if seen <= limit {
+            out.extend_from_slice(&chunk);
+        }
     }
-    Ok(out)
+    if seen > limit {
+        Err(ReadError::TooLarge)
+    } else {
+        Ok(out)
+    }
 }
 
 #[derive(Debug)]
