@@ -34,7 +34,7 @@ enum Command {
     /// go to standard error (filter with BERTH_LOG, e.g. BERTH_LOG=debug).
     Serve(ServeArgs),
     /// Measure a registry's throughput and latency (Berth or any other, for comparison).
-    Bench(berth_bench::BenchArgs),
+    Bench(Box<berth_bench::BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(berth_bench::run(args))
+            runtime.block_on(berth_bench::run(*args))
         }
     }
 }

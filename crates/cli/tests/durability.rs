@@ -1,0 +1,403 @@
+//! Restarts, crashes and expiry, against the real binary: upload sessions survive a restart, and
+//! a `kill -9` at any moment leaves a consistent registry.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::TestServer;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+fn data(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn abs(base: &str, loc: &str) -> String {
+    if loc.starts_with("http") {
+        loc.to_owned()
+    } else {
+        format!("{base}{loc}")
+    }
+}
+
+async fn push_blob(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    bytes: &[u8],
+) -> reqwest::Result<StatusCode> {
+    let d = sha256(bytes);
+    Ok(
+        c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+            .body(bytes.to_vec())
+            .send()
+            .await?
+            .status(),
+    )
+}
+
+/// Checks every promise a crash must not break, through the API and on disk:
+/// every tag resolves to a manifest, every manifest's blobs are readable and hash to their
+/// digests, and every stored blob file holds exactly the bytes its name says.
+async fn check_invariants(c: &Client, server: &TestServer) -> usize {
+    let base = server.url();
+    let repos: Value = c
+        .get(format!("{base}/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut manifests = 0;
+    for repo in repos["repositories"].as_array().unwrap() {
+        let repo = repo.as_str().unwrap();
+        let tags: Value = c
+            .get(format!("{base}/v2/{repo}/tags/list"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for tag in tags["tags"].as_array().unwrap() {
+            let r = c
+                .get(format!(
+                    "{base}/v2/{repo}/manifests/{}",
+                    tag.as_str().unwrap()
+                ))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "tag {repo}:{tag} points at a missing manifest"
+            );
+            let digest = r.headers()["docker-content-digest"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = r.bytes().await.unwrap();
+            assert_eq!(
+                sha256(&body),
+                digest,
+                "manifest bytes do not match their digest"
+            );
+            let m: Value = serde_json::from_slice(&body).unwrap();
+            let mut refs = vec![m["config"].clone()];
+            refs.extend(m["layers"].as_array().unwrap().iter().cloned());
+            for d in refs {
+                let d = d["digest"].as_str().unwrap();
+                let r = c
+                    .get(format!("{base}/v2/{repo}/blobs/{d}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    r.status(),
+                    StatusCode::OK,
+                    "manifest {digest} references missing blob {d}"
+                );
+                assert_eq!(
+                    sha256(&r.bytes().await.unwrap()),
+                    d,
+                    "blob {d} holds the wrong bytes"
+                );
+            }
+            manifests += 1;
+        }
+    }
+    check_blob_files(
+        &server
+            .data_dir()
+            .join("storage")
+            .join("blobs")
+            .join("sha256"),
+    );
+    manifests
+}
+
+fn check_blob_files(dir: &Path) {
+    let Ok(prefixes) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for prefix in prefixes {
+        for f in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let name = f.file_name().into_string().unwrap();
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert_eq!(
+                sha256(&bytes),
+                format!("sha256:{name}"),
+                "blob file {name} holds the wrong bytes"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_session_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(dir.path(), &[]);
+    let c = Client::new();
+    let blob = data(1, 3_000_000);
+    let d = sha256(&blob);
+    let r = c
+        .post(format!("{}/v2/acme/app/blobs/uploads/", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = c
+        .patch(abs(&server.url(), &loc))
+        .header("content-range", "0-999999")
+        .body(blob[..1_000_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    server.restart();
+    let r = c.get(abs(&server.url(), &loc)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"], "0-999999");
+    let r = c
+        .patch(abs(&server.url(), &loc))
+        .header("content-range", "1000000-1999999")
+        .body(blob[1_000_000..2_000_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // A crash rather than a clean stop: the saved hash state still matches the data.
+    server.restart_after_kill9();
+    let r = c
+        .put(format!("{}{loc}?digest={d}", server.url()))
+        .header("content-range", "2000000-2999999")
+        .body(blob[2_000_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let got = c
+        .get(format!("{}/v2/acme/app/blobs/{d}", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&got), d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_uploads_leaves_no_partial_blob() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(dir.path(), &[]);
+    let c = Client::new();
+    let blob = data(2, 8 << 20);
+    let d = sha256(&blob);
+    // A chunked session with some data, and a monolithic upload cut off by the kill.
+    let r = c
+        .post(format!("{}/v2/acme/k/blobs/uploads/", server.url()))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    c.patch(abs(&server.url(), &loc))
+        .body(blob[..2_000_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    let addr = server.host();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v2/acme/k/blobs/uploads/?digest={d} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+        blob.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&blob[..4_000_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart_after_kill9();
+    drop(s);
+
+    let r = c
+        .get(format!("{}/v2/acme/k/blobs/{d}", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "a cut-off upload must not be visible"
+    );
+    // The session resumes from what reached the disk.
+    let r = c.get(abs(&server.url(), &loc)).send().await.unwrap();
+    assert_eq!(r.headers()["range"], "0-1999999");
+    let r = c
+        .put(format!("{}{loc}?digest={d}", server.url()))
+        .body(blob[2_000_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    check_invariants(&c, &server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_pushes_keeps_every_invariant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(dir.path(), &[]);
+    let c = Client::new();
+    for round in 0..3u32 {
+        let base = server.url();
+        let mut tasks = Vec::new();
+        for worker in 0..4u32 {
+            let (c, base) = (c.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..1000u32 {
+                    let repo = format!("crash/w{worker}");
+                    let config = format!(r#"{{"round":{round},"worker":{worker},"i":{i}}}"#).into_bytes();
+                    let layer = data(round * 100_000 + worker * 1000 + i, 200_000);
+                    let ok = async {
+                        push_blob(&c, &base, &repo, &config).await?;
+                        push_blob(&c, &base, &repo, &layer).await?;
+                        let m = serde_json::to_vec(&json!({
+                            "schemaVersion": 2,
+                            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
+                        }))
+                        .unwrap();
+                        c.put(format!("{base}/v2/{repo}/manifests/r{round}-{i}"))
+                            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                            .body(m)
+                            .send()
+                            .await?;
+                        reqwest::Result::Ok(())
+                    }
+                    .await;
+                    if ok.is_err() {
+                        break; // The server is gone.
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(400 + 300 * round as u64)).await;
+        server.restart_after_kill9();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let n = check_invariants(&c, &server).await;
+        assert!(n > 0, "round {round}: nothing was pushed before the kill");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[uploads]\nexpiry_secs = 1\nsweep_interval_secs = 1\n",
+    )
+    .unwrap();
+    let data_dir = dir.path().join("data");
+    let server = TestServer::start_with(&data_dir, &["--config", config.to_str().unwrap()]);
+    let c = Client::new();
+    let r = c
+        .post(format!("{}/v2/acme/e/blobs/uploads/", server.url()))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    c.patch(abs(&server.url(), &loc))
+        .body(vec![1u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    // An orphan data file, as a crash between creating the file and recording the session leaves.
+    let uploads = data_dir.join("storage").join("uploads");
+    std::fs::write(uploads.join("mono-orphan"), b"junk").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = c
+            .get(abs(&server.url(), &loc))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let files = std::fs::read_dir(&uploads).unwrap().count();
+        if status == StatusCode::NOT_FOUND && files == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upload not expired: status {status}, {files} files left"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "[storage]\nfsink = true\n").unwrap();
+    let out = std::process::Command::new(TestServer::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fsink"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An environment variable overrides a key; a bad value is named too.
+    let out = std::process::Command::new(TestServer::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("BERTH_UPLOADS__EXPIRY_SECS", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expiry_secs") || err.contains("EXPIRY_SECS"),
+        "{err}"
+    );
+    // Two servers on one data dir: the second refuses to start.
+    let first = TestServer::start_with(dir.path(), &[]);
+    let out = std::process::Command::new(TestServer::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another berth process"));
+    drop(first);
+}
