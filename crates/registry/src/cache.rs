@@ -12,21 +12,22 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use berth_meta::StoredManifest;
 use quick_cache::Weighter;
+
+use crate::service::CachedManifest;
 use quick_cache::sync::Cache;
 
 #[derive(Clone)]
 struct ByteWeight;
 
-impl Weighter<(String, String), Arc<StoredManifest>> for ByteWeight {
-    fn weight(&self, key: &(String, String), val: &Arc<StoredManifest>) -> u64 {
+impl Weighter<(String, String), Arc<CachedManifest>> for ByteWeight {
+    fn weight(&self, key: &(String, String), val: &Arc<CachedManifest>) -> u64 {
         (key.0.len() + key.1.len() + val.content.len() + val.media_type.len() + 64) as u64
     }
 }
 
 pub(crate) struct ManifestCache {
-    manifests: Cache<(String, String), Arc<StoredManifest>, ByteWeight>,
+    manifests: Cache<(String, String), Arc<CachedManifest>, ByteWeight>,
     tags: Option<Cache<(String, String), String>>,
     generation: AtomicU64,
     /// Writers hold it exclusively while they bump the generation and invalidate; readers hold
@@ -52,7 +53,7 @@ impl ManifestCache {
         Ticket(self.generation.load(Ordering::Acquire))
     }
 
-    pub(crate) fn manifest(&self, repo: &str, digest: &str) -> Option<Arc<StoredManifest>> {
+    pub(crate) fn manifest(&self, repo: &str, digest: &str) -> Option<Arc<CachedManifest>> {
         self.manifests.get(&(repo.to_owned(), digest.to_owned()))
     }
 
@@ -66,7 +67,7 @@ impl ManifestCache {
         ticket: Ticket,
         repo: &str,
         tag: Option<&str>,
-        m: &Arc<StoredManifest>,
+        m: &Arc<CachedManifest>,
     ) {
         let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::Acquire) != ticket.0 {

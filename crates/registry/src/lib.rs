@@ -9,7 +9,7 @@ mod error;
 mod expiry;
 mod service;
 
-pub use berth_meta::{MetaStore, StoredManifest};
+pub use berth_meta::MetaStore;
 pub use berth_storage::{BlobReader, ByteStream, FsStore};
 pub use error::{RegistryError, Result};
 pub use expiry::UploadExpiry;

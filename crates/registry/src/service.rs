@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use berth_meta::{MetaStore, NewManifest, StoredManifest, TagChange};
+use berth_meta::{MetaStore, NewManifest, TagChange};
 use berth_oci::{Digest, Manifest, ManifestError, Reference, RepoName, Tag};
 use berth_storage::{BlobReader, ByteStream, FsStore, StorageError, UploadCursor};
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::cache::ManifestCache;
@@ -33,6 +34,15 @@ impl Default for RegistryConfig {
             manifest_cache_bytes: 32 << 20,
         }
     }
+}
+
+/// A manifest as it is served: its exact bytes, shared without copying between the cache and
+/// every response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Bytes,
 }
 
 /// Where an upload session stands.
@@ -417,7 +427,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         reference: &Reference,
-    ) -> Result<Arc<StoredManifest>> {
+    ) -> Result<Arc<CachedManifest>> {
         let unknown = || RegistryError::ManifestUnknown(reference.to_string());
         let ticket = self.cache.ticket();
         let (digest, tag) = match reference {
@@ -439,12 +449,16 @@ impl Registry {
             }
             return Ok(m);
         }
-        let m = Arc::new(
-            self.meta
-                .get_manifest(repo.as_str(), &digest)
-                .await?
-                .ok_or_else(unknown)?,
-        );
+        let stored = self
+            .meta
+            .get_manifest(repo.as_str(), &digest)
+            .await?
+            .ok_or_else(unknown)?;
+        let m = Arc::new(CachedManifest {
+            digest: stored.digest,
+            media_type: stored.media_type,
+            content: Bytes::from(stored.content),
+        });
         self.cache
             .fill(ticket, repo.as_str(), tag.map(Tag::as_str), &m);
         Ok(m)

@@ -280,7 +280,7 @@ async fn get_manifest(
     }
     let len = m.content.len();
     let body = if with_body {
-        Body::from(bytes::Bytes::copy_from_slice(&m.content))
+        Body::from(m.content.clone())
     } else {
         Body::empty()
     };

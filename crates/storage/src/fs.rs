@@ -121,7 +121,15 @@ impl FsStore {
             .join("uploads")
             .join(format!("mono-{}", uuid::Uuid::new_v4()));
         let file = create_new(&path).await?;
-        let result = pump(file, expected.algorithm().hasher(), body, 0, limit).await;
+        let result = pump(
+            file,
+            expected.algorithm().hasher(),
+            body,
+            0,
+            limit,
+            self.fsync,
+        )
+        .await;
         let (file, hasher, written) = match result {
             Ok(r) => r,
             Err((_, e)) => {
@@ -176,7 +184,7 @@ impl FsStore {
         limit: u64,
     ) -> Result<UploadCursor> {
         let (file, hasher, len) = self.open_for_append(id, cursor, start).await?;
-        let (_, hasher, written) = pump(file, hasher, body, len, limit)
+        let (_, hasher, written) = pump(file, hasher, body, len, limit, self.fsync)
             .await
             .map_err(|(_, e)| e)?;
         Ok(UploadCursor {
@@ -200,7 +208,7 @@ impl FsStore {
         let (mut file, mut hasher, len) = self.open_for_append(id, cursor, start).await?;
         let mut size = len;
         if let Some(body) = body {
-            let (f, h, written) = pump(file, hasher, body, len, limit)
+            let (f, h, written) = pump(file, hasher, body, len, limit, self.fsync)
                 .await
                 .map_err(|(_, e)| e)?;
             file = f;

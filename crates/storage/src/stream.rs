@@ -11,11 +11,15 @@ use futures::StreamExt;
 use crate::{ByteStream, StorageError};
 
 /// How many body chunks may wait between the socket and the disk. Chunks are at most a few
-/// hundred KiB, so this bounds buffered data per upload to a few MiB.
-const CHANNEL_DEPTH: usize = 8;
+/// hundred KiB, so this bounds buffered data per upload to about a MiB.
+const CHANNEL_DEPTH: usize = 4;
 
 /// Size of the write buffer that coalesces small body frames into large writes.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 512 << 10;
+
+/// With fsync on, writeback of each window of this many bytes is started as soon as it is
+/// written, so the fsync before publishing finds little left to flush instead of the whole blob.
+const WRITEBACK_WINDOW: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -32,11 +36,13 @@ pub(crate) async fn pump(
     mut body: ByteStream,
     already: u64,
     limit: u64,
+    early_writeback: bool,
 ) -> Result<(std::fs::File, Hasher, u64), (std::fs::File, StorageError)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut written = 0u64;
+        let mut flushed_to = already;
         let mut failure = None;
         while let Some(chunk) = rx.blocking_recv() {
             hasher.update(&chunk);
@@ -45,6 +51,15 @@ pub(crate) async fn pump(
                 break;
             }
             written += chunk.len() as u64;
+            let end = already + written;
+            if early_writeback && end - flushed_to >= WRITEBACK_WINDOW {
+                if let Err(e) = out.flush() {
+                    failure = Some(StorageError::from(e));
+                    break;
+                }
+                start_writeback(out.get_ref(), flushed_to, end - flushed_to);
+                flushed_to = end;
+            }
         }
         if failure.is_none()
             && let Err(e) = out.flush()
@@ -85,5 +100,21 @@ pub(crate) async fn pump(
     match failure.or(body_error) {
         Some(e) => Err((file, e)),
         None => Ok((file, hasher, written)),
+    }
+}
+
+/// Asks the kernel to start writing a range of the file to disk without waiting for it.
+/// Advisory: a failure only means the final fsync has more to do.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is valid for the
+    // lifetime of `file`.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
