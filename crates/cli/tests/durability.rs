@@ -401,3 +401,116 @@ async fn configuration_errors_name_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("another berth process"));
     drop(first);
 }
+
+/// A small tmpfs mounted for the test and unmounted when dropped. Needs root, which the test
+/// machines and CI have; without it the test fails and says so.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs for the full-disk test failed (the test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_is_reported_and_loses_nothing() {
+    let disk = SmallDisk::mount("4m");
+    let dir = tempfile::tempdir().unwrap();
+    let storage = disk.dir.path().join("blobs");
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[],
+        &[("BERTH_STORAGE__PATH", storage.to_str().unwrap())],
+    );
+    let c = Client::new();
+    let base = server.url();
+    let small = data(7, 100_000);
+    assert_eq!(
+        push_blob(&c, &base, "acme/full", &small).await.unwrap(),
+        StatusCode::CREATED
+    );
+
+    // Too big for the disk, monolithic: 507, and nothing left behind.
+    let big = data(8, 6 << 20);
+    let d = sha256(&big);
+    let r = c
+        .post(format!("{base}/v2/acme/full/blobs/uploads/?digest={d}"))
+        .body(big.clone())
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["errors"][0]["code"], "BLOB_UPLOAD_INVALID");
+    }
+    let leftovers = std::fs::read_dir(storage.join("uploads")).unwrap().count();
+    assert_eq!(leftovers, 0, "a failed upload left data behind");
+
+    // Chunked: the chunk that does not fit fails, the session keeps what it had.
+    let r = c
+        .post(format!("{base}/v2/acme/full/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = c
+        .patch(abs(&base, &loc))
+        .body(big[..1_000_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = c
+        .patch(abs(&base, &loc))
+        .body(big[1_000_000..].to_vec())
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    }
+    let r = c.get(abs(&base, &loc)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Cancelling frees the space; the registry still works and the earlier blob is intact.
+    assert_eq!(
+        c.delete(abs(&base, &loc)).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        push_blob(&c, &base, "acme/full", &data(9, 1_000_000))
+            .await
+            .unwrap(),
+        StatusCode::CREATED
+    );
+    let got = c
+        .get(format!("{base}/v2/acme/full/blobs/{}", sha256(&small)))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), small.as_slice());
+    check_invariants(&c, &server).await;
+}
