@@ -340,7 +340,7 @@ async fn get_blob(
             Ok(r) => r,
             Err(RangeError::Unsatisfiable) => {
                 return Err(ApiError::new(
-                    ErrorCode::BlobUnknown,
+                    ErrorCode::SizeInvalid,
                     "requested range is not satisfiable",
                 )
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
