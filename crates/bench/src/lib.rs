@@ -150,6 +150,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub idle_settle: Duration,
 
+    /// Before each scenario, wait (up to this long) until the machine is
+    /// quiet: under 0.25 core busy over 1 s, this client excluded. 0 = off.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub quiet_wait: Duration,
+
     /// Bound on one blob transfer request.
     #[arg(long, default_value = "600s", value_parser = parse_duration)]
     pub transfer_timeout: Duration,
@@ -292,6 +297,14 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
     for name in &scenarios {
         eprintln!("[{name}]");
         let mut r = ScenarioResult::new(name, args.label.clone(), &run_id);
+        if !args.quiet_wait.is_zero() {
+            let (waited, quiet) = wait_quiet(args.quiet_wait).await;
+            r.extra.insert("quiet_wait_s".into(), waited.into());
+            if !quiet {
+                eprintln!("  machine still busy after {waited:.0} s; measuring anyway");
+                r.extra.insert("machine_busy".into(), true.into());
+            }
+        }
         let res = match *name {
             "machine-sha256" => machine::sha256(&mut r, args.blob_size, args.repeat),
             "machine-loopback" => machine::loopback(&mut r, args.blob_size, args.repeat),
@@ -325,6 +338,28 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
         bail!("{} scenario(s) failed: {}", failed.len(), failed.join(", "));
     }
     Ok(())
+}
+
+/// Waits until the machine (less this process) uses under 0.25 core over a
+/// 1 s window, for at most `limit`; returns the seconds waited and whether
+/// it got quiet.
+async fn wait_quiet(limit: Duration) -> (f64, bool) {
+    let t = std::time::Instant::now();
+    let me = procfs::Proc::current();
+    while t.elapsed() < limit {
+        let (b0, c0) = (procfs::machine_busy_s(), me.sample().ok());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (b1, c1) = (procfs::machine_busy_s(), me.sample().ok());
+        match (b0, b1, c0, c1) {
+            (Some(b0), Some(b1), Some(c0), Some(c1)) => {
+                if (b1 - b0) - (c1.cpu_s - c0.cpu_s) < 0.25 {
+                    return (t.elapsed().as_secs_f64(), true);
+                }
+            }
+            _ => return (0.0, true),
+        }
+    }
+    (t.elapsed().as_secs_f64(), false)
 }
 
 /// `1G`, `128M`, `16MiB`, `1GB` (10^9), `4096`.

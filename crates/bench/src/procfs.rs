@@ -14,6 +14,9 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Peak resident set since the process started (VmHWM), KiB.
     pub hwm_kib: u64,
+    /// Anonymous part of the resident set (RssAnon: heap, stacks), KiB; the
+    /// rest is mostly file pages the process maps (RssFile, e.g. mmap).
+    pub anon_kib: u64,
     /// User + system CPU time, seconds.
     pub cpu_s: f64,
 }
@@ -52,6 +55,8 @@ impl Proc {
                 s.rss_kib = parse_kib(v);
             } else if let Some(v) = line.strip_prefix("VmHWM:") {
                 s.hwm_kib = parse_kib(v);
+            } else if let Some(v) = line.strip_prefix("RssAnon:") {
+                s.anon_kib = parse_kib(v);
             }
         }
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
@@ -76,19 +81,25 @@ impl Proc {
     pub fn peak_sampler(&self, every: Duration) -> PeakSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(0));
-        let (p, s, pk) = (self.clone(), stop.clone(), peak.clone());
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(x) = p.sample() {
-                    pk.fetch_max(x.rss_kib, Ordering::Relaxed);
+        let anon = Arc::new(AtomicU64::new(0));
+        let (p, s, pk, an) = (self.clone(), stop.clone(), peak.clone(), anon.clone());
+        let handle = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    if let Ok(x) = p.sample() {
+                        pk.fetch_max(x.rss_kib, Ordering::Relaxed);
+                        an.fetch_max(x.anon_kib, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(every);
                 }
-                std::thread::sleep(every);
-            }
-        });
+            })
+            .ok();
         PeakSampler {
             stop,
             peak,
-            handle: Some(handle),
+            anon,
+            handle,
         }
     }
 }
@@ -96,17 +107,21 @@ impl Proc {
 pub struct PeakSampler {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
+    anon: Arc<AtomicU64>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl PeakSampler {
-    /// Stops the thread and returns the highest VmRSS seen, KiB.
-    pub fn finish(mut self) -> u64 {
+    /// Stops the thread and returns the highest VmRSS and RssAnon seen, KiB.
+    pub fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        self.peak.load(Ordering::Relaxed)
+        (
+            self.peak.load(Ordering::Relaxed),
+            self.anon.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -75,6 +75,9 @@ pub struct ScenarioResult {
     pub rss_after_mib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_peak_mib: Option<f64>,
+    /// Highest anonymous RSS (heap, stacks: excludes mapped file pages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_anon_peak_mib: Option<f64>,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -146,7 +149,7 @@ impl Meter {
     /// Ends the phase, records CPU and RSS into `r`, returns the seconds.
     pub fn stop(mut self, r: &mut ScenarioResult) -> f64 {
         let secs = self.t0.elapsed().as_secs_f64();
-        let peak = self.sampler.take().map(|s| s.finish()).unwrap_or(0);
+        let (peak, anon) = self.sampler.take().map(|s| s.finish()).unwrap_or((0, 0));
         if let (Some(p), Some(s0)) = (&self.server, self.s0)
             && let Ok(s1) = p.sample()
         {
@@ -161,6 +164,8 @@ impl Meter {
             };
             let pk = peak.max(hwm).max(s1.rss_kib).max(s0.rss_kib);
             r.rss_peak_mib = Some(pk as f64 / 1024.0);
+            let an = anon.max(s0.anon_kib).max(s1.anon_kib);
+            r.rss_anon_peak_mib = Some(an as f64 / 1024.0);
         }
         if let (Some(c0), Ok(c1)) = (self.c0, Proc::current().sample()) {
             r.client_cpu_s = Some(c1.cpu_s - c0.cpu_s);

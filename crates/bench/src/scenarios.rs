@@ -412,6 +412,8 @@ impl Ctx {
         r.rss_after_mib = r.metric;
         r.extra
             .insert("hwm_mib".into(), (s.hwm_kib as f64 / 1024.0).into());
+        r.extra
+            .insert("anon_mib".into(), (s.anon_kib as f64 / 1024.0).into());
         r.extra.insert("cpu_s_total".into(), s.cpu_s.into());
         Ok(())
     }

@@ -10,6 +10,9 @@ use anyhow::{Context as _, Result};
 use crate::report::{ScenarioResult, fmt_num, median};
 use crate::{ALL, MACHINE};
 
+/// Other processes' average CPU use (cores) above which a figure is flagged.
+const BUSY_CORES: f64 = 0.25;
+
 pub fn summarize(files: &[PathBuf], baseline: &str) -> Result<String> {
     let mut rows = Vec::new();
     for f in files {
@@ -116,12 +119,13 @@ pub fn render(rows: &[ScenarioResult], baseline: &str) -> String {
 
     // Secondary figures.
     type Getter = fn(&ScenarioResult) -> Option<f64>;
-    let secondary: [(&str, Getter); 6] = [
+    let secondary: [(&str, Getter); 7] = [
         ("p50 ms", |r| r.p50_ms),
         ("p99 ms", |r| r.p99_ms),
         ("server CPU-s/GiB", |r| r.server_cpu_s_per_gib),
         ("server CPU µs/req", |r| r.server_cpu_us_per_req),
         ("server peak RSS MiB", |r| r.rss_peak_mib),
+        ("server peak anon RSS MiB", |r| r.rss_anon_peak_mib),
         ("other processes' CPU s", |r| r.other_cpu_s),
     ];
     let mut sec = String::new();
@@ -152,6 +156,31 @@ pub fn render(rows: &[ScenarioResult], baseline: &str) -> String {
         out.push('\n');
         out.push_str(&format!("|{}\n", "---|".repeat(2 + labels.len())));
         out.push_str(&sec);
+    }
+
+    // Rounds measured while other processes were busy.
+    let mut busy = String::new();
+    for ((_, sc), per) in &by {
+        for (l, rs) in per {
+            let n = rs
+                .iter()
+                .filter(|r| match (r.other_cpu_s, r.seconds) {
+                    (Some(o), Some(s)) if s > 0.0 => o / s > BUSY_CORES && o >= 0.2,
+                    _ => false,
+                })
+                .count();
+            if n > 0 {
+                let _ = write!(busy, " {sc}/{l} ({n} of {}),", rs.len());
+            }
+        }
+    }
+    if !busy.is_empty() {
+        busy.pop();
+        let _ = writeln!(
+            out,
+            "\nWarning: other processes used more than {BUSY_CORES} core on average during:{busy}; \
+             those figures are suspect."
+        );
     }
 
     // Machine limits.

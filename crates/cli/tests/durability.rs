@@ -460,11 +460,11 @@ async fn full_disk_is_reported_and_loses_nothing() {
         .body(big.clone())
         .send()
         .await;
-    if let Ok(r) = r {
-        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["errors"][0]["code"], "BLOB_UPLOAD_INVALID");
-    }
+    // The refused body is drained, so the client reads the answer rather than a reset.
+    let r = r.expect("the client receives the error response");
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "BLOB_UPLOAD_INVALID");
     let leftovers = std::fs::read_dir(storage.join("uploads")).unwrap().count();
     assert_eq!(leftovers, 0, "a failed upload left data behind");
 
@@ -487,9 +487,10 @@ async fn full_disk_is_reported_and_loses_nothing() {
         .body(big[1_000_000..].to_vec())
         .send()
         .await;
-    if let Ok(r) = r {
-        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
-    }
+    assert_eq!(
+        r.expect("the client receives the error response").status(),
+        StatusCode::INSUFFICIENT_STORAGE
+    );
     let r = c.get(abs(&base, &loc)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     // Cancelling frees the space; the registry still works and the earlier blob is intact.
