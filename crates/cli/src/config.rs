@@ -27,6 +27,36 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub uploads: UploadConfig,
     pub limits: LimitConfig,
+    pub auth: AuthSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Authentication and authorization on every request. Turning it off makes an open
+    /// registry where anyone who can reach it may push, pull and delete: for local experiments.
+    pub enabled: bool,
+    /// The URL clients reach the registry at (for the token realm); default: from the request.
+    pub external_url: Option<String>,
+    /// The service name tokens are issued for.
+    pub service: String,
+    /// Lifetime of bearer tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Whether users who are not site admins may create organisations by pushing into a free
+    /// namespace.
+    pub users_create_orgs: bool,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            enabled: true,
+            external_url: None,
+            service: "berth".into(),
+            token_ttl_secs: 300,
+            users_create_orgs: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +104,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             uploads: UploadConfig::default(),
             limits: LimitConfig::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -151,6 +182,14 @@ impl Config {
         anyhow::ensure!(
             self.uploads.body_idle_timeout_secs > 0,
             "uploads.body_idle_timeout_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.auth.token_ttl_secs > 0,
+            "auth.token_ttl_secs must be positive"
+        );
+        anyhow::ensure!(
+            !self.auth.service.is_empty(),
+            "auth.service must not be empty"
         );
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `berth`: a private OCI container registry in one binary.
 
+mod admin;
 mod config;
 
 use std::path::PathBuf;
@@ -32,13 +33,25 @@ enum Command {
     /// variables (BERTH_LISTEN, BERTH_DATA_DIR, BERTH_STORAGE__FSYNC, ...: sections joined by
     /// "__"), and these flags. Prints "listening on ADDR" on standard output once bound; logs
     /// go to standard error (filter with BERTH_LOG, e.g. BERTH_LOG=debug).
-    Serve(ServeArgs),
+    ///
+    /// Authentication is on: on first start the user "admin" is created with the password in
+    /// BERTH_ADMIN_PASSWORD, or a random one that is logged once.
+    Serve(Location),
+    /// Manage users, organisations, robot accounts and access tokens directly in the data dir
+    /// (for bootstrap and recovery; works while the server runs).
+    Admin {
+        #[command(flatten)]
+        location: Location,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Measure a registry's throughput and latency (Berth or any other, for comparison).
     Bench(Box<berth_bench::BenchArgs>),
 }
 
+/// Where the registry's configuration and data are.
 #[derive(clap::Args)]
-struct ServeArgs {
+struct Location {
     /// Address to listen on [default: 127.0.0.1:5000]. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
@@ -50,22 +63,32 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
+impl Location {
+    fn load(&self) -> anyhow::Result<Config> {
+        Config::load(
+            self.config.as_deref(),
+            Overrides {
+                listen: self.listen,
+                data_dir: self.data_dir.clone(),
+            },
+        )
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Serve(args) => {
+        Command::Serve(location) => {
             init_logging();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(serve(args))
+            runtime.block_on(serve(location.load()?))
         }
-        Command::Bench(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(berth_bench::run(*args))
+        Command::Admin { location, command } => {
+            runtime.block_on(admin::run(location.load()?, command))
         }
+        Command::Bench(args) => runtime.block_on(berth_bench::run(*args)),
     }
 }
 
@@ -79,21 +102,30 @@ fn init_logging() {
         .init();
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(
-        args.config.as_deref(),
-        Overrides {
-            listen: args.listen,
-            data_dir: args.data_dir,
-        },
-    )?;
+/// Opens the metadata store the configuration names.
+async fn open_meta(config: &Config) -> anyhow::Result<berth_meta::MetaStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    berth_meta::MetaStore::connect(&config.database_url())
+        .await
+        .context("opening the metadata database")
+}
+
+fn auth_config(config: &Config) -> berth_auth::AuthConfig {
+    berth_auth::AuthConfig {
+        service: config.auth.service.clone(),
+        token_ttl: Duration::from_secs(config.auth.token_ttl_secs),
+        users_create_orgs: config.auth.users_create_orgs,
+        ..Default::default()
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
 
-    let meta = berth_meta::MetaStore::connect(&config.database_url())
-        .await
-        .context("opening the metadata database")?;
+    let meta = open_meta(&config).await?;
     let blobs = berth_storage::FsStore::open(config.storage_path(), config.storage.fsync)
         .with_context(|| {
             format!(
@@ -106,6 +138,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "storage.fsync is off: blobs acknowledged shortly before a power loss may be lost"
         );
     }
+    let (authorizer, auth): (Arc<dyn berth_server::Authorizer>, _) = if config.auth.enabled {
+        let auth =
+            Arc::new(berth_auth::AuthService::start(meta.clone(), auth_config(&config)).await?);
+        let password = std::env::var("BERTH_ADMIN_PASSWORD").ok();
+        if let Some(generated) = auth.bootstrap_admin(password.as_deref()).await? {
+            // Shown once, as the only way to get into a fresh registry without configuration.
+            tracing::warn!(
+                "created the site admin \"admin\" with password {generated} (shown only now; change it)"
+            );
+        }
+        let authorizer = berth_server::TokenAuthorizer {
+            auth: auth.clone(),
+            external_url: config.auth.external_url.clone(),
+        };
+        (Arc::new(authorizer), Some(auth))
+    } else {
+        tracing::warn!(
+            "auth.enabled is false: anyone who can reach this registry may push, pull and delete"
+        );
+        (Arc::new(berth_server::AllowAll), None)
+    };
     let registry = Arc::new(berth_registry::Registry::new(
         meta,
         blobs,
@@ -123,16 +176,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let state = berth_server::AppState {
         registry: registry.clone(),
-        authorizer: Arc::new(berth_server::AllowAll),
+        authorizer,
+        auth,
         body_idle_timeout: Duration::from_secs(config.uploads.body_idle_timeout_secs),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::warn!(
-        "authentication is not available yet: this registry accepts anonymous pushes and pulls"
-    );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth is serving");
     {
         use std::io::Write;

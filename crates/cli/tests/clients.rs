@@ -58,7 +58,10 @@ impl Target {
         http(
             "GET",
             &format!("{}/v2/{repo}/manifests/{reference}", self.url()),
-            &[("Accept", MANIFEST_ACCEPT)],
+            &[
+                ("Accept", MANIFEST_ACCEPT),
+                ("Authorization", &common::admin_basic_auth()),
+            ],
             None,
         )
     }
@@ -67,7 +70,7 @@ impl Target {
         http(
             "HEAD",
             &format!("{}/v2/{repo}/blobs/{digest}", self.url()),
-            &[],
+            &[("Authorization", &common::admin_basic_auth())],
             None,
         )
     }
@@ -160,6 +163,7 @@ fn image_blobs(image: &BuiltImage) -> Vec<&Blob> {
 fn skopeo_push_by_tag_then_pull_back_by_tag_and_digest() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "push-pull");
     let image = &layout.image;
 
@@ -227,6 +231,7 @@ fn skopeo_push_by_tag_then_pull_back_by_tag_and_digest() {
 fn skopeo_copy_all_multi_platform_index() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "copy-all");
     let repo = "acme/team/multi";
 
@@ -324,6 +329,7 @@ fn skopeo_copy_all_multi_platform_index() {
 fn skopeo_copy_as_docker_schema2() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "v2s2");
     let image = &layout.image;
 
@@ -363,7 +369,10 @@ fn skopeo_copy_as_docker_schema2() {
     let head = http(
         "HEAD",
         &format!("{}/v2/{REPO}/manifests/docker", target.url()),
-        &[("Accept", MANIFEST_ACCEPT)],
+        &[
+            ("Accept", MANIFEST_ACCEPT),
+            ("Authorization", &common::admin_basic_auth()),
+        ],
         None,
     );
     assert_eq!(head.status, 200);
@@ -392,6 +401,7 @@ fn skopeo_copy_as_docker_schema2() {
 fn skopeo_inspect_image() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "inspect");
     let image = &layout.image;
     push(
@@ -437,6 +447,7 @@ fn skopeo_inspect_image() {
 fn skopeo_list_tags() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "list-tags");
     for tag in ["v1", "latest", "1.0.0", "beta_2"] {
         push(
@@ -484,6 +495,7 @@ fn skopeo_list_tags() {
 fn skopeo_delete_removes_manifest() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "delete");
     let image = &layout.image;
     push(
@@ -538,6 +550,7 @@ fn skopeo_delete_removes_manifest() {
 fn skopeo_copy_between_repositories_mounts_blobs() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "mount");
     let image = &layout.image;
     let mirror = "acme/mirror/app";
@@ -591,6 +604,7 @@ fn skopeo_copy_between_repositories_mounts_blobs() {
 fn podman_pull_tag_push_and_pull_back() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "podman");
     let image = &layout.image;
     push(
@@ -700,8 +714,17 @@ fn peer_registry_harness_works() {
 #[test]
 fn berth_prints_listen_line_and_exits_on_sigterm() {
     let mut server = TestServer::start();
+    // Authentication is on by default: the base endpoint challenges anonymous clients.
     let resp = http("GET", &format!("{}/v2/", server.url()), &[], None);
-    assert_eq!(resp.status, 200, "GET /v2/: {}", resp.text());
+    assert_eq!(resp.status, 401, "GET /v2/: {}", resp.text());
+    let challenge = resp
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer realm=\"http://"),
+        "{challenge}"
+    );
     assert_eq!(
         server
             .stdout()
@@ -724,6 +747,7 @@ fn berth_prints_listen_line_and_exits_on_sigterm() {
 fn podman_pulls_each_platform_of_an_index() {
     let target = Target::start();
     let env = ClientEnv::new();
+    env.log_in(&target.host(), "admin", common::ADMIN_PASSWORD);
     let layout = layout(&env, "podman-index");
     let repo = "acme/team/multi";
     env.skopeo(&[

@@ -1,5 +1,6 @@
 //! Conformance tests written from the OCI Distribution Spec v1.1: every endpoint, status and
-//! error code. Each test runs twice: against the server in-process and against the real binary.
+//! error code. Each test runs three times: against the server in-process, against the real
+//! binary, and against the binary on PostgreSQL.
 
 mod common;
 
@@ -21,6 +22,9 @@ const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 struct Ctx {
     c: Client,
     base: String,
+    /// Credentials the client logs in with when challenged (the binary runs with
+    /// authentication on; the in-process server runs open).
+    creds: Option<(String, String)>,
     /// Keeps the server (in-process runtime task or child process) alive for the test.
     _guard: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -45,6 +49,7 @@ async fn in_process() -> Ctx {
     let state = berth_server::AppState {
         registry,
         authorizer: Arc::new(berth_server::AllowAll),
+        auth: None,
         body_idle_timeout: Duration::from_secs(5),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,6 +62,7 @@ async fn in_process() -> Ctx {
     Ctx {
         c: Client::new(),
         base,
+        creds: None,
         _guard: Box::new(dir),
     }
 }
@@ -67,12 +73,28 @@ async fn binary() -> Ctx {
     let server = tokio::task::spawn_blocking(move || common::TestServer::start_with(&data, &[]))
         .await
         .unwrap();
-    let _ = &server;
-    // The binary reads its limits from the environment-free defaults; the small manifest limit
-    // of the in-process server is set through its config file instead.
     Ctx {
         c: Client::new(),
         base: server.url(),
+        creds: Some(("admin".into(), common::ADMIN_PASSWORD.into())),
+        _guard: Box::new((server, dir)),
+    }
+}
+
+/// The binary on PostgreSQL: a fresh database on this process's throwaway server.
+async fn binary_postgres() -> Ctx {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let server = tokio::task::spawn_blocking(move || {
+        let url = berth_testkit::PgServer::shared().create_database();
+        common::TestServer::start_with_env(&data, &[], &[("BERTH_DATABASE__URL", &url)])
+    })
+    .await
+    .unwrap();
+    Ctx {
+        c: Client::new(),
+        base: server.url(),
+        creds: Some(("admin".into(), common::ADMIN_PASSWORD.into())),
         _guard: Box::new((server, dir)),
     }
 }
@@ -123,14 +145,37 @@ impl Ctx {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Resp {
-        let mut r = self.c.request(method, self.url(path));
-        for (k, v) in headers {
-            r = r.header(*k, *v);
+        let send = |bearer: Option<String>| {
+            let mut r = self.c.request(method.clone(), self.url(path));
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            if let Some(b) = &body {
+                r = r.body(b.clone());
+            }
+            if let Some(t) = bearer {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        let mut resp = send(None).await.expect("request failed");
+        // Like a registry client: on a Bearer challenge, get a token for the scope and retry.
+        if resp.status() == StatusCode::UNAUTHORIZED
+            && let Some((user, password)) = &self.creds
+        {
+            let challenge = resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            // A mount also needs pull on the source, which clients ask for up front.
+            let extra: Vec<String> = path
+                .split(['?', '&'])
+                .filter_map(|p| p.strip_prefix("from="))
+                .map(|from| format!("repository:{}:pull", from.replace("%2F", "/")))
+                .collect();
+            let token = self.token(&challenge, user, password, &extra).await;
+            resp = send(Some(token)).await.expect("request failed");
         }
-        if let Some(b) = body {
-            r = r.body(b);
-        }
-        let resp = r.send().await.expect("request failed");
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap().to_vec();
@@ -138,6 +183,48 @@ impl Ctx {
             status,
             headers,
             body,
+        }
+    }
+
+    /// Answers a `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge.
+    async fn token(&self, challenge: &str, user: &str, password: &str, extra: &[String]) -> String {
+        let params = challenge
+            .strip_prefix("Bearer ")
+            .expect("a Bearer challenge");
+        let mut realm = String::new();
+        let mut query = Vec::new();
+        for part in params.split("\",") {
+            let (k, v) = part.split_once('=').unwrap();
+            let v = v.trim_matches('"');
+            match k {
+                "realm" => realm = v.to_owned(),
+                "service" | "scope" => query.push((k.to_owned(), v.to_owned())),
+                _ => {}
+            }
+        }
+        query.extend(extra.iter().map(|s| ("scope".to_owned(), s.clone())));
+        let r = self
+            .c
+            .get(realm)
+            .query(&query)
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "token request refused");
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The `Authorization` header for raw requests, when the server wants one.
+    fn basic_header(&self) -> String {
+        use base64::Engine as _;
+        match &self.creds {
+            Some((u, p)) => format!(
+                "authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            ),
+            None => String::new(),
         }
     }
 
@@ -1077,7 +1164,7 @@ async fn repository_names(t: Ctx) {
     }
     // Dot segments, sent raw because HTTP clients normalise them away.
     for bad in ["acme/%2e%2e/x", "acme/../x", "../x", "acme/./x"] {
-        let (status, body) = raw_get(&t.base, &format!("/v2/{bad}/tags/list")).await;
+        let (status, body) = raw_get(&t, &format!("/v2/{bad}/tags/list")).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains("NAME_INVALID"), "{bad}: {body}");
     }
@@ -1127,11 +1214,15 @@ async fn concurrent_uploads_of_one_blob(t: Ctx) {
 }
 
 /// A GET sent byte for byte as written, for paths that HTTP clients would normalise.
-async fn raw_get(base: &str, path: &str) -> (u16, String) {
+async fn raw_get(t: &Ctx, path: &str) -> (u16, String) {
+    let base = &t.base;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{}\r\n",
+        t.basic_header()
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
@@ -1145,12 +1236,15 @@ async fn raw_get(base: &str, path: &str) -> (u16, String) {
 }
 
 /// Sends a request whose body stops short of its Content-Length and then hangs up.
-async fn truncated_request(base: &str, method: &str, path: &str, declared: usize, sent: &[u8]) {
+async fn truncated_request(t: &Ctx, method: &str, path: &str, declared: usize, sent: &[u8]) {
+    let base = &t.base;
     use tokio::io::AsyncWriteExt;
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head =
-        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {declared}\r\n\r\n");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {declared}\r\n{}\r\n",
+        t.basic_header()
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(sent).await.unwrap();
     s.shutdown().await.unwrap();
@@ -1162,7 +1256,7 @@ async fn truncated_bodies_lose_nothing(t: Ctx) {
     let full = vec![7u8; 100_000];
     let d = sha256(&full);
     truncated_request(
-        &t.base,
+        &t,
         "POST",
         &format!("/v2/acme/trunc/blobs/uploads/?digest={d}"),
         full.len(),
@@ -1174,7 +1268,7 @@ async fn truncated_bodies_lose_nothing(t: Ctx) {
         .oci_error(404, "BLOB_UNKNOWN");
     // A chunk cut short keeps what arrived, and the client resumes from the reported offset.
     let loc = t.start_upload("acme/trunc").await;
-    truncated_request(&t.base, "PATCH", &loc, full.len(), &full[..30_000]).await;
+    truncated_request(&t, "PATCH", &loc, full.len(), &full[..30_000]).await;
     let status = t.get(&loc).await;
     let end: u64 = status
         .header("range")
@@ -1207,14 +1301,7 @@ async fn truncated_bodies_lose_nothing(t: Ctx) {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(t.get(&format!("/v2/acme/trunc/blobs/{d}")).await.body, full);
     // Oversized or malformed manifest bodies.
-    truncated_request(
-        &t.base,
-        "PUT",
-        "/v2/acme/trunc/manifests/x",
-        1000,
-        b"{\"schema",
-    )
-    .await;
+    truncated_request(&t, "PUT", "/v2/acme/trunc/manifests/x", 1000, b"{\"schema").await;
     t.get("/v2/acme/trunc/manifests/x")
         .await
         .oci_error(404, "MANIFEST_UNKNOWN");
@@ -1236,6 +1323,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::binary().await).await;
+                }
+            )*
+        }
+        mod binary_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::binary_postgres().await).await;
                 }
             )*
         }

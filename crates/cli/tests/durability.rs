@@ -27,6 +27,24 @@ fn data(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn client_auth() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("admin:{}", common::ADMIN_PASSWORD))
+    )
+}
+
+/// A client that sends the test admin's credentials with every request (Basic, which the
+/// registry accepts beside bearer tokens).
+fn client() -> Client {
+    let value = client_auth();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value.parse().unwrap());
+    Client::builder().default_headers(headers).build().unwrap()
+}
+
 fn abs(base: &str, loc: &str) -> String {
     if loc.starts_with("http") {
         loc.to_owned()
@@ -156,7 +174,7 @@ fn check_blob_files(dir: &Path) {
 async fn upload_session_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start_with(dir.path(), &[]);
-    let c = Client::new();
+    let c = client();
     let blob = data(1, 3_000_000);
     let d = sha256(&blob);
     let r = c
@@ -214,7 +232,7 @@ async fn kill9_during_uploads_leaves_no_partial_blob() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start_with(dir.path(), &[]);
-    let c = Client::new();
+    let c = client();
     let blob = data(2, 8 << 20);
     let d = sha256(&blob);
     // A chunked session with some data, and a monolithic upload cut off by the kill.
@@ -232,7 +250,8 @@ async fn kill9_during_uploads_leaves_no_partial_blob() {
     let addr = server.host();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /v2/acme/k/blobs/uploads/?digest={d} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+        "POST /v2/acme/k/blobs/uploads/?digest={d} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {}\r\ncontent-length: {}\r\n\r\n",
+        client_auth(),
         blob.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -268,7 +287,7 @@ async fn kill9_during_uploads_leaves_no_partial_blob() {
 async fn kill9_during_pushes_keeps_every_invariant() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start_with(dir.path(), &[]);
-    let c = Client::new();
+    let c = client();
     for round in 0..3u32 {
         let base = server.url();
         let mut tasks = Vec::new();
@@ -324,7 +343,7 @@ async fn abandoned_uploads_expire() {
     .unwrap();
     let data_dir = dir.path().join("data");
     let server = TestServer::start_with(&data_dir, &["--config", config.to_str().unwrap()]);
-    let c = Client::new();
+    let c = client();
     let r = c
         .post(format!("{}/v2/acme/e/blobs/uploads/", server.url()))
         .send()
@@ -444,7 +463,7 @@ async fn full_disk_is_reported_and_loses_nothing() {
         &[],
         &[("BERTH_STORAGE__PATH", storage.to_str().unwrap())],
     );
-    let c = Client::new();
+    let c = client();
     let base = server.url();
     let small = data(7, 100_000);
     assert_eq!(

@@ -3,11 +3,20 @@
 //! One implementation over `sqlx`'s `Any` driver serves SQLite (the embedded default) and, with
 //! its own migrations, PostgreSQL: the SQL here is the portable subset both understand
 //! (`$N` parameters, `ON CONFLICT`, `RETURNING`). Each dialect has its own migration directory
-//! because DDL is where they differ.
+//! because DDL is where they differ. Only `i64`, text and bytes cross the driver: the `Any`
+//! driver maps them to `BIGINT`, `TEXT` and `BYTEA`/`BLOB` on both.
 //!
 //! Invariants kept by foreign keys and transactions: a tag always points at a manifest of the
 //! same repository; a manifest is inserted only in the transaction that checked its blobs and
 //! child manifests are present in the repository.
+//!
+//! Concurrency: SQLite has one writer, and writers queue on an in-process gate. PostgreSQL runs
+//! writers concurrently at READ COMMITTED: inserts race through `ON CONFLICT`, a tag moves by
+//! compare-and-swap, the rows a manifest depends on are locked (`FOR KEY SHARE`) so they cannot
+//! be removed before it commits, and a transaction that loses a race anyway (deadlock, or a row
+//! it needs deleted by a concurrent commit) is run again.
+
+pub mod auth;
 
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +32,8 @@ pub enum MetaError {
     ManifestUnknown(String),
     #[error("the metadata database is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
     #[error("metadata database error: {0}")]
     Db(#[source] sqlx::Error),
     #[error("metadata migration failed: {0}")]
@@ -37,11 +48,33 @@ impl From<sqlx::Error> for MetaError {
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => MetaError::Unavailable(e),
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => MetaError::Unavailable(e),
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
+                MetaError::Unavailable(e)
+            }
             e => MetaError::Db(e),
         }
     }
 }
+
+/// PostgreSQL SQLSTATEs that mean the server cannot serve us now, rather than that the request
+/// was wrong: connection exceptions (class 08), the server shutting down, starting up or crashed
+/// (57P01-57P03), too many connections (53300). SQLite's codes are decimal numbers and never
+/// match.
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// PostgreSQL SQLSTATEs for a transaction that lost a race with a concurrent one and is worth
+/// running again: serialization failure, deadlock, and a unique or foreign key violation (a row
+/// this transaction depends on was inserted or deleted by a transaction that committed first).
+fn is_conflict_code(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "23505" | "23503")
+}
+
+/// How many times a transaction that lost a race on PostgreSQL is tried in all.
+const MAX_ATTEMPTS: u32 = 8;
 
 pub type Result<T> = std::result::Result<T, MetaError>;
 
@@ -162,6 +195,14 @@ impl MetaStore {
                 pool
             }
             Dialect::Postgres => {
+                // One connection on its own first: an unreachable server, a wrong password or a
+                // missing database is then reported as itself, at once, where the pool would
+                // retry until its timeout and say only that it timed out.
+                use sqlx::Connection;
+                sqlx::AnyConnection::connect_with(&options)
+                    .await?
+                    .close()
+                    .await?;
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(std::time::Duration::from_secs(5))
@@ -188,6 +229,8 @@ impl MetaStore {
         self.dialect
     }
 
+    /// Applies pending migrations. On PostgreSQL, sqlx holds an advisory lock meanwhile, so
+    /// replicas starting together migrate once.
     async fn migrate(&self) -> Result<()> {
         match self.dialect {
             Dialect::Sqlite => {
@@ -196,12 +239,49 @@ impl MetaStore {
                     .await?
             }
             Dialect::Postgres => {
-                return Err(MetaError::BadUrl(
-                    "PostgreSQL support is not built yet".into(),
-                ));
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
             }
         }
         Ok(())
+    }
+
+    /// Runs the transaction `op` until it does not lose a race with a concurrent transaction
+    /// (PostgreSQL only; SQLite's writers are serialised by the gate), at most `MAX_ATTEMPTS`
+    /// times. `op` must be a whole transaction, so that running it again is safe.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(MetaError::Db(sqlx::Error::Database(db)))
+                    if self.dialect == Dialect::Postgres
+                        && attempt < MAX_ATTEMPTS
+                        && db.code().is_some_and(|c| is_conflict_code(&c)) =>
+                {
+                    tracing::debug!(attempt, error = %db, "transaction lost a race, running it again");
+                    // Back off a little, differently per attempt, so the racers spread out.
+                    let jitter = (now_millis() % 5).unsigned_abs();
+                    tokio::time::sleep(std::time::Duration::from_millis((1 << attempt) + jitter))
+                        .await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The row lock that keeps the rows a transaction checked from being deleted before it
+    /// commits. SQLite needs none: its writers are serialised.
+    fn key_share(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR KEY SHARE",
+        }
     }
 
     async fn gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -228,6 +308,11 @@ impl MetaStore {
     /// Records that a verified blob is stored, and links it to a repository (created if new).
     pub async fn link_blob(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
         let _g = self.gate().await;
+        self.retrying(|| self.link_blob_once(repo, digest, size))
+            .await
+    }
+
+    async fn link_blob_once(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
@@ -251,12 +336,21 @@ impl MetaStore {
     /// nothing) when `from` cannot see it.
     pub async fn mount_blob(&self, from: &str, to: &str, digest: &str) -> Result<Option<u64>> {
         let _g = self.gate().await;
+        self.retrying(|| self.mount_blob_once(from, to, digest))
+            .await
+    }
+
+    async fn mount_blob_once(&self, from: &str, to: &str, digest: &str) -> Result<Option<u64>> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR KEY SHARE OF rb",
+        };
+        let row = sqlx::query(&format!(
             "SELECT b.size FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id \
-             JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest = $2",
-        )
+             JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest = $2{lock}"
+        ))
         .bind(from)
         .bind(digest)
         .fetch_optional(&mut *tx)
@@ -313,11 +407,24 @@ impl MetaStore {
         tag: Option<&str>,
     ) -> Result<TagChange> {
         let _g = self.gate().await;
+        self.retrying(|| self.put_manifest_once(repo, m, tag)).await
+    }
+
+    async fn put_manifest_once(
+        &self,
+        repo: &str,
+        m: &NewManifest,
+        tag: Option<&str>,
+    ) -> Result<TagChange> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
+        let blob_query = format!(
+            "SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2{}",
+            self.key_share()
+        );
         for b in &m.blobs {
-            let found = sqlx::query("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+            let found = sqlx::query(&blob_query)
                 .bind(repo_id)
                 .bind(b)
                 .fetch_optional(&mut *tx)
@@ -326,8 +433,12 @@ impl MetaStore {
                 return Err(MetaError::BlobUnknown(b.clone()));
             }
         }
+        let child_query = format!(
+            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
+            self.key_share()
+        );
         for c in &m.children {
-            let found = sqlx::query("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+            let found = sqlx::query(&child_query)
                 .bind(repo_id)
                 .bind(c)
                 .fetch_optional(&mut *tx)
@@ -370,34 +481,7 @@ impl MetaStore {
         }
         let change = match tag {
             None => TagChange::None,
-            Some(tag) => {
-                let old: Option<String> =
-                    sqlx::query("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
-                        .bind(repo_id)
-                        .bind(tag)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get(0))
-                        .transpose()?;
-                if old.as_deref() == Some(m.digest.as_str()) {
-                    TagChange::Unchanged
-                } else {
-                    sqlx::query(
-                        "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-                    )
-                    .bind(repo_id)
-                    .bind(tag)
-                    .bind(&m.digest)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    match old {
-                        Some(from) => TagChange::Moved { from },
-                        None => TagChange::Created,
-                    }
-                }
-            }
+            Some(tag) => set_tag(&mut tx, repo_id, tag, &m.digest, now).await?,
         };
         tx.commit().await?;
         Ok(change)
@@ -453,6 +537,11 @@ impl MetaStore {
     /// when the manifest did not exist.
     pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<String>>> {
         let _g = self.gate().await;
+        self.retrying(|| self.delete_manifest_once(repo, digest))
+            .await
+    }
+
+    async fn delete_manifest_once(&self, repo: &str, digest: &str) -> Result<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await?;
         let Some(repo_id) = repo_id(&mut tx, repo).await? else {
             return Ok(None);
@@ -641,6 +730,66 @@ async fn repo_id(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Option<i6
     )
 }
 
+/// Points `tag` at `digest` and says what changed. A compare-and-swap, so that what it reports is
+/// true when writers race on PostgreSQL: the tag is inserted if absent (`ON CONFLICT DO NOTHING`
+/// waits for a concurrent inserter and then does nothing), or moved only if it still points where
+/// it was read to point. Losing either race means another writer committed; read again. (On
+/// SQLite there is one writer and no race.)
+async fn set_tag(
+    conn: &mut sqlx::AnyConnection,
+    repo_id: i64,
+    tag: &str,
+    digest: &str,
+    now: i64,
+) -> Result<TagChange> {
+    loop {
+        let old: Option<String> =
+            sqlx::query("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                .bind(repo_id)
+                .bind(tag)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        match old {
+            Some(old) if old == digest => return Ok(TagChange::Unchanged),
+            Some(from) => {
+                let done = sqlx::query(
+                    "UPDATE tags SET digest = $3, updated_at = $4 \
+                     WHERE repo_id = $1 AND name = $2 AND digest = $5",
+                )
+                .bind(repo_id)
+                .bind(tag)
+                .bind(digest)
+                .bind(now)
+                .bind(&from)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() > 0 {
+                    return Ok(TagChange::Moved { from });
+                }
+            }
+            None => {
+                let done = sqlx::query(
+                    "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (repo_id, name) DO NOTHING",
+                )
+                .bind(repo_id)
+                .bind(tag)
+                .bind(digest)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() > 0 {
+                    return Ok(TagChange::Created);
+                }
+            }
+        }
+    }
+}
+
+/// The id of repository `name`, created if missing. Concurrent creators on PostgreSQL meet in
+/// `ON CONFLICT`: the second waits for the first to commit and then reads its row.
 async fn ensure_repo(conn: &mut sqlx::AnyConnection, name: &str, now: i64) -> Result<i64> {
     if let Some(id) = repo_id(conn, name).await? {
         return Ok(id);

@@ -1,6 +1,11 @@
-//! The metadata suite. Every test takes a fresh store; each backend gets the same tests.
+//! The metadata suite. Every test takes a fresh store; each backend gets the same tests. The
+//! PostgreSQL backend runs on a real server (`berth_testkit::PgServer`), a fresh database per
+//! test.
 
-use berth_meta::{MetaError, MetaStore, NewManifest, TagChange};
+use std::collections::BTreeSet;
+
+use berth_meta::{Dialect, MetaError, MetaStore, NewManifest, TagChange};
+use berth_testkit::PgServer;
 
 const B1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const B2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -14,6 +19,15 @@ async fn sqlite() -> (tempfile::TempDir, MetaStore) {
         .await
         .unwrap();
     (dir, store)
+}
+
+async fn postgres() -> ((), MetaStore) {
+    let url = tokio::task::spawn_blocking(|| PgServer::shared().create_database())
+        .await
+        .unwrap();
+    let store = MetaStore::connect(&url).await.unwrap();
+    assert_eq!(store.dialect(), Dialect::Postgres);
+    ((), store)
 }
 
 fn manifest(digest: &str, blobs: &[&str], children: &[&str], subject: Option<&str>) -> NewManifest {
@@ -179,11 +193,202 @@ async fn upload_sessions(store: MetaStore) {
     );
 }
 
+/// Listings are in byte order (`-` < `.` < `/` < digits < upper case < `_` < lower case), not in
+/// a language's collation order, whatever the database's default collation.
+async fn listings_are_bytewise(store: MetaStore) {
+    let repos = ["a-b", "a.b", "a/b", "a0", "a__b", "ab", "a/b/c", "a-b/c"];
+    for r in repos {
+        store.link_blob(r, B1, 1).await.unwrap();
+    }
+    let mut sorted: Vec<&str> = repos.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(store.catalog(None, 100).await.unwrap(), sorted);
+    assert_eq!(store.catalog(Some("a.b"), 2).await.unwrap(), &sorted[3..5]);
+    store
+        .put_manifest("a0", &manifest(M1, &[B1], &[], None), None)
+        .await
+        .unwrap();
+    let tags = [
+        "b", "B", "_x", "a", "Z9", "0", "9.9", "a-1", "a.1", "a_1", "A",
+    ];
+    for t in tags {
+        store
+            .put_manifest("a0", &manifest(M1, &[B1], &[], None), Some(t))
+            .await
+            .unwrap();
+    }
+    let mut sorted: Vec<&str> = tags.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(
+        store.list_tags("a0", None, 100).await.unwrap().unwrap(),
+        sorted
+    );
+    assert_eq!(
+        store.list_tags("a0", Some("Z9"), 3).await.unwrap().unwrap(),
+        &sorted[5..8]
+    );
+}
+
+/// Many tasks pushing the same blob into the same new repository, and blobs into new
+/// repositories through mounts, all at once: every call succeeds and the result is one
+/// repository with one link per blob.
+async fn concurrent_links_and_mounts(store: MetaStore) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = store.clone();
+        tasks.spawn(async move {
+            s.link_blob("race/new", B1, 10).await.unwrap();
+            let (digest, size) = if i % 2 == 0 { (B2, 20) } else { (B1, 10) };
+            s.link_blob("race/new", digest, size).await.unwrap();
+            // Mounts from the repository that is being created, into another new one.
+            assert_eq!(
+                s.mount_blob("race/new", "race/mounted", B1).await.unwrap(),
+                Some(10)
+            );
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(
+        store.catalog(None, 100).await.unwrap(),
+        ["race/mounted", "race/new"]
+    );
+    assert_eq!(store.blob_in_repo("race/new", B1).await.unwrap(), Some(10));
+    assert_eq!(store.blob_in_repo("race/new", B2).await.unwrap(), Some(20));
+    assert_eq!(
+        store.blob_in_repo("race/mounted", B1).await.unwrap(),
+        Some(10)
+    );
+    assert_eq!(store.blob_in_repo("race/mounted", B2).await.unwrap(), None);
+}
+
+/// Many tasks putting manifests under the same tags at once. Each call succeeds and reports what
+/// it did truthfully: exactly one creation per tag, and the moves form one chain from the first
+/// digest to the final one.
+async fn concurrent_tag_pushes(store: MetaStore) {
+    store.link_blob("r", B1, 1).await.unwrap();
+    let digests = [M1, M2, IDX];
+    // The same manifest under one new tag from every task: one creates it, the rest see it.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        tasks.spawn(async move {
+            s.put_manifest("r", &manifest(M1, &[B1], &[], None), Some("same"))
+                .await
+                .unwrap()
+        });
+    }
+    let mut changes = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        changes.push(r.unwrap());
+    }
+    let created = changes.iter().filter(|c| **c == TagChange::Created).count();
+    assert_eq!(created, 1, "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .all(|c| matches!(c, TagChange::Created | TagChange::Unchanged)),
+        "{changes:?}"
+    );
+
+    // Different manifests under one tag: the tag ends on one of them, and the reported moves
+    // replay to that end.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = store.clone();
+        let d = digests[i % digests.len()];
+        tasks.spawn(async move {
+            let c = s
+                .put_manifest("r", &manifest(d, &[B1], &[], None), Some("moving"))
+                .await
+                .unwrap();
+            (d, c)
+        });
+    }
+    let mut changes = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        changes.push(r.unwrap());
+    }
+    let end = store.resolve_tag("r", "moving").await.unwrap().unwrap();
+    assert!(digests.contains(&end.as_str()));
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|(_, c)| *c == TagChange::Created)
+            .count(),
+        1,
+        "{changes:?}"
+    );
+    // Each move names a digest the tag really pointed at, other than its own.
+    let seen: BTreeSet<&str> = changes.iter().map(|(d, _)| *d).collect();
+    for (d, c) in &changes {
+        if let TagChange::Moved { from } = c {
+            assert_ne!(from, d, "{changes:?}");
+            assert!(seen.contains(from.as_str()), "{changes:?}");
+        }
+    }
+    let mut tags = store.list_tags("r", None, 10).await.unwrap().unwrap();
+    tags.sort();
+    assert_eq!(tags, ["moving", "same"]);
+}
+
+/// Pushes of a tagged manifest racing with deletes of that manifest, and unlinks of its blob:
+/// every call succeeds or fails with the error the registry expects, never a database error, and
+/// what remains is consistent.
+async fn concurrent_pushes_and_deletes(store: MetaStore) {
+    store.link_blob("r", B1, 1).await.unwrap();
+    store.link_blob("r", B2, 2).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let s = store.clone();
+        tasks.spawn(async move {
+            for _ in 0..10 {
+                match i % 4 {
+                    0 | 1 => {
+                        let tag = if i % 4 == 0 { "t0" } else { "t1" };
+                        s.put_manifest("r", &manifest(M1, &[B1], &[], None), Some(tag))
+                            .await
+                            .unwrap();
+                    }
+                    2 => {
+                        s.delete_manifest("r", M1).await.unwrap();
+                    }
+                    _ => {
+                        // Needs B2, which another round of this task keeps unlinking.
+                        match s
+                            .put_manifest("r", &manifest(M2, &[B2], &[], None), Some("t2"))
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(MetaError::BlobUnknown(d)) => assert_eq!(d, B2),
+                            Err(e) => panic!("{e:?}"),
+                        }
+                        s.unlink_blob("r", B2).await.unwrap();
+                        s.link_blob("r", B2, 2).await.unwrap();
+                    }
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    // Every remaining tag resolves to a stored manifest.
+    for tag in store.list_tags("r", None, 10).await.unwrap().unwrap() {
+        let d = store.resolve_tag("r", &tag).await.unwrap().unwrap();
+        assert!(store.get_manifest("r", &d).await.unwrap().is_some());
+    }
+}
+
 macro_rules! suite {
-    ($backend:ident: $($test:ident),*) => {
+    ($($backend:ident),*: $tests:tt) => {
+        $( suite!(@backend $backend $tests); )*
+    };
+    (@backend $backend:ident [$($test:ident),* $(,)?]) => {
         mod $backend {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
                     let (_guard, store) = super::$backend().await;
                     super::$test(store).await;
@@ -193,7 +398,16 @@ macro_rules! suite {
     };
 }
 
-suite!(sqlite: manifests_need_their_blobs_and_children, tags_move_list_and_delete, catalog_referrers_and_mounts, upload_sessions);
+suite!(sqlite, postgres: [
+    manifests_need_their_blobs_and_children,
+    tags_move_list_and_delete,
+    catalog_referrers_and_mounts,
+    upload_sessions,
+    listings_are_bytewise,
+    concurrent_links_and_mounts,
+    concurrent_tag_pushes,
+    concurrent_pushes_and_deletes,
+]);
 
 #[tokio::test]
 async fn reopening_keeps_data_and_rejects_bad_urls() {
@@ -208,4 +422,99 @@ async fn reopening_keeps_data_and_rejects_bad_urls() {
         MetaStore::connect("mysql://x").await,
         Err(MetaError::BadUrl(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_reopens_and_migrates_once() {
+    let url = tokio::task::spawn_blocking(|| PgServer::shared().create_database())
+        .await
+        .unwrap();
+    // Replicas starting together: the migration runs once, under sqlx's advisory lock.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        tasks.spawn(async move { MetaStore::connect(&url).await.unwrap() });
+    }
+    let mut stores = Vec::new();
+    while let Some(s) = tasks.join_next().await {
+        stores.push(s.unwrap());
+    }
+    stores[0].link_blob("x", B1, 5).await.unwrap();
+    for s in &stores {
+        assert_eq!(s.blob_in_repo("x", B1).await.unwrap(), Some(5));
+        s.close().await;
+    }
+    let s = MetaStore::connect(&url).await.unwrap();
+    assert_eq!(s.blob_in_repo("x", B1).await.unwrap(), Some(5));
+}
+
+/// Manifest and upload bytes survive BYTEA exactly, including NUL and non-UTF-8 bytes, and NULLs
+/// come back as `None`.
+#[tokio::test]
+async fn postgres_keeps_bytes_exact() {
+    let (_g, store) = postgres().await;
+    let all: Vec<u8> = (0..=255u8).chain([0, 0, 0xff]).collect();
+    store.link_blob("r", B1, 1).await.unwrap();
+    let mut m = manifest(M1, &[B1], &[], None);
+    m.content = all.clone();
+    m.annotations = Some("{\"k\":\"v\"}".into());
+    store.put_manifest("r", &m, Some("t")).await.unwrap();
+    assert_eq!(
+        store.get_manifest("r", M1).await.unwrap().unwrap().content,
+        all
+    );
+    store.create_upload("u", "r").await.unwrap();
+    assert_eq!(
+        store.get_upload("u").await.unwrap().unwrap().hash_state,
+        None
+    );
+    store.update_upload("u", u64::MAX >> 1, &all).await.unwrap();
+    let row = store.get_upload("u").await.unwrap().unwrap();
+    assert_eq!((row.offset, row.hash_state), (u64::MAX >> 1, Some(all)));
+}
+
+/// The server going away makes calls fail with `Unavailable` (which the HTTP edge answers with
+/// 503) once the pool's acquire timeout (5 s) has passed, and the same store works again once the
+/// server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unavailable_then_back() {
+    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+    let url = pg.create_database();
+    let store = MetaStore::connect(&url).await.unwrap();
+    store.link_blob("r", B1, 1).await.unwrap();
+    store.ping().await.unwrap();
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let unavailable = |what: &str, r: Result<(), MetaError>| match r {
+        Err(MetaError::Unavailable(_)) => {}
+        other => panic!("{what} with the server stopped: {other:?}"),
+    };
+    unavailable("ping", store.ping().await);
+    unavailable("link_blob", store.link_blob("r", B2, 2).await);
+    unavailable("connect", MetaStore::connect(&url).await.map(|_| ()));
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.blob_in_repo("r", B1).await.unwrap(), Some(1));
+    store.link_blob("r", B2, 2).await.unwrap();
+    store
+        .put_manifest("r", &manifest(M1, &[B1, B2], &[], None), Some("t"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.resolve_tag("r", "t").await.unwrap().as_deref(),
+        Some(M1)
+    );
+    store.close().await;
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }

@@ -24,6 +24,17 @@ pub fn stream(body: Body, idle: Duration) -> ByteStream {
     })
 }
 
+/// The same body, read and discarded in the background if it is dropped unread (a request
+/// refused before its handler consumed it), so that the connection stays usable and the client
+/// reads the refusal.
+pub fn draining(body: Body, idle: Duration) -> Body {
+    Body::from_stream(BodyStream {
+        inner: Some(body.into_data_stream()),
+        idle,
+        deadline: Box::pin(tokio::time::sleep(idle)),
+    })
+}
+
 /// A request body with an idle timeout. When it is dropped before its end (the request was
 /// refused part-way: a wrong offset, a full disk, a size limit) the rest is read and discarded in
 /// the background, up to a bound, so that the client, still sending, reads the error response

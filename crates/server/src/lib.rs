@@ -4,6 +4,7 @@
 mod access;
 mod body;
 mod error;
+mod token;
 mod v2;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use berth_registry::Registry;
 
-pub use access::{Access, Action, AllowAll, Authorizer};
+pub use access::{Access, Action, AllowAll, Authorizer, Caller, TokenAuthorizer};
 pub use error::ApiError;
 
 /// What every handler can reach. Built once at start-up.
@@ -24,6 +25,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub authorizer: Arc<dyn Authorizer>,
+    /// The access-control service, when authentication is on (it serves `/auth/token`).
+    pub auth: Option<Arc<berth_auth::AuthService>>,
     /// The longest a request body may pause between two frames before the upload is abandoned.
     /// An idle timeout, not a whole-request one: a large blob over a slow link is fine as long
     /// as it keeps moving.
@@ -36,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", any(v2::dispatch_root))
         .route("/v2/", any(v2::dispatch_root))
         .route("/v2/{*rest}", any(v2::dispatch))
+        .route("/auth/token", any(token::token))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn(log_request))

@@ -14,7 +14,7 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::AppState;
-use crate::access::{Access, Action};
+use crate::access::{Access, Action, Caller, source};
 use crate::body;
 use crate::error::ApiError;
 
@@ -100,8 +100,9 @@ async fn route(state: &AppState, req: Request) -> Result<Response> {
     };
     let q = query(&req);
     let (parts, body) = req.into_parts();
+    let body = body::draining(body, state.body_idle_timeout);
     let access = required_access(&route, &parts.method, &q);
-    state.authorizer.authorize(&parts, &access)?;
+    let caller = state.authorizer.authorize(&parts, &access).await?;
     let m = &parts.method;
     let h = &parts.headers;
     match route {
@@ -110,7 +111,7 @@ async fn route(state: &AppState, req: Request) -> Result<Response> {
             _ => Err(unsupported_method()),
         },
         V2Route::Catalog => match *m {
-            Method::GET => catalog(state, &q).await,
+            Method::GET => catalog(state, &caller, &q).await,
             _ => Err(unsupported_method()),
         },
         V2Route::Tags { name } => match *m {
@@ -123,9 +124,27 @@ async fn route(state: &AppState, req: Request) -> Result<Response> {
             match *m {
                 Method::GET => get_manifest(state, &name, &reference, h, true).await,
                 Method::HEAD => get_manifest(state, &name, &reference, h, false).await,
-                Method::PUT => put_manifest(state, &name, &reference, h, body).await,
+                Method::PUT => {
+                    let resp = put_manifest(state, &name, &reference, h, body).await?;
+                    let digest = resp
+                        .headers()
+                        .get(DIGEST_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let target = format!("{name}:{reference}@{digest}");
+                    state
+                        .authorizer
+                        .audit(&caller, "manifest.push", &target, source(&parts))
+                        .await;
+                    Ok(resp)
+                }
                 Method::DELETE => {
                     state.registry.delete_manifest(&name, &reference).await?;
+                    let target = format!("{name}:{reference}");
+                    state
+                        .authorizer
+                        .audit(&caller, "manifest.delete", &target, source(&parts))
+                        .await;
                     Ok(StatusCode::ACCEPTED.into_response())
                 }
                 _ => Err(unsupported_method()),
@@ -139,6 +158,15 @@ async fn route(state: &AppState, req: Request) -> Result<Response> {
                 Method::HEAD => get_blob(state, &name, &d, h, false).await,
                 Method::DELETE => {
                     state.registry.delete_blob(&name, &d).await?;
+                    state
+                        .authorizer
+                        .audit(
+                            &caller,
+                            "blob.delete",
+                            &format!("{name}@{d}"),
+                            source(&parts),
+                        )
+                        .await;
                     Ok(StatusCode::ACCEPTED.into_response())
                 }
                 _ => Err(unsupported_method()),
@@ -215,13 +243,41 @@ fn link_next(resp: &mut Response, path: &str, n: Option<usize>, next: Option<&st
     }
 }
 
-async fn catalog(state: &AppState, q: &HashMap<String, String>) -> Result<Response> {
+/// The catalog, showing only repositories the caller may see.
+async fn catalog(
+    state: &AppState,
+    caller: &Caller,
+    q: &HashMap<String, String>,
+) -> Result<Response> {
+    const BATCH: usize = 1000;
     let (n, last) = page_params(q)?;
-    let page = state.registry.catalog(n, last).await?;
+    let want = n.unwrap_or(usize::MAX).min(100_000);
+    let mut repos: Vec<String> = Vec::new();
+    let mut cursor = last.map(str::to_owned);
+    while repos.len() < want {
+        let page = state
+            .registry
+            .catalog(Some(BATCH), cursor.as_deref())
+            .await?;
+        let exhausted = page.next.is_none();
+        cursor = page.tags.last().cloned();
+        for r in state.authorizer.visible(caller, page.tags).await {
+            if repos.len() == want {
+                break;
+            }
+            repos.push(r);
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let next = (n.is_some() && repos.len() == want)
+        .then(|| repos.last().cloned())
+        .flatten();
     let body =
-        serde_json::to_vec(&serde_json::json!({ "repositories": page.tags })).unwrap_or_default();
+        serde_json::to_vec(&serde_json::json!({ "repositories": repos })).unwrap_or_default();
     let mut resp = json_response(StatusCode::OK, body);
-    link_next(&mut resp, "/v2/_catalog", n, page.next.as_deref());
+    link_next(&mut resp, "/v2/_catalog", n, next.as_deref());
     Ok(resp)
 }
 
@@ -419,7 +475,11 @@ async fn start_upload(
                 name: from.to_string(),
                 actions: vec![Action::Pull],
             };
-            let allowed = state.authorizer.authorize(parts, &from_access).is_ok();
+            let allowed = state
+                .authorizer
+                .authorize(parts, &from_access)
+                .await
+                .is_ok();
             if allowed && state.registry.mount_blob(name, &from, &d).await?.is_some() {
                 return Ok(blob_created(name, &d));
             }

@@ -116,6 +116,18 @@ pub fn require_tool(tool: &str) -> PathBuf {
 // TestServer: the berth binary
 // ---------------------------------------------------------------------------
 
+/// The password of the `admin` user that every test server is started with.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// `Basic ...` for the test admin, for raw HTTP requests to a test server.
+pub fn admin_basic_auth() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+    )
+}
+
 /// A running `berth serve` process on `127.0.0.1:<ephemeral port>`.
 ///
 /// Dropping it kills the process (SIGKILL). When the test is panicking, the
@@ -322,6 +334,9 @@ fn spawn_berth(data_dir: &Path, extra_args: &[String], envs: &[(String, String)]
         }
     }
     cmd.env("RUST_BACKTRACE", "1");
+    // Every test server starts with a known site admin; tests authenticate as it (or as users
+    // they create) unless they turn authentication off.
+    cmd.env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -1426,6 +1441,17 @@ impl ClientEnv {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stores credentials for `host` in the sandbox's auth file, as `skopeo login` would, so
+    /// that skopeo and podman authenticate to it.
+    pub fn log_in(&self, host: &str, user: &str, password: &str) {
+        use base64::Engine as _;
+        let file = self.dir.path().join("auth.json");
+        let mut v: Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        v["auths"][host] = serde_json::json!({ "auth": auth });
+        fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
     }
 
     /// A fresh directory inside the sandbox, e.g. for an OCI layout.
