@@ -470,6 +470,48 @@ impl AuthService {
         self.role(p, repo).await
     }
 
+    /// Authenticates a bare personal access token (`Authorization: Bearer berth_pat_...` on the
+    /// management API).
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        source: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        let Some(t) = self
+            .meta
+            .access_token_by_hash(&secret::hash_secret(token))
+            .await?
+        else {
+            self.limiter.failed("token", source);
+            return Err(AuthError::InvalidCredentials);
+        };
+        self.authenticate(&t.user.name, token, source).await
+    }
+
+    /// Whether `p` administers organisation `org` (site admins, and owners and admins of the
+    /// whole organisation).
+    pub async fn manages_org(&self, p: &Principal, org: &str) -> Result<bool, AuthError> {
+        if p.is_site_admin() {
+            return Ok(true);
+        }
+        let (user_id, cap) = match p {
+            Principal::User { id, .. } => (*id, Role::Admin),
+            Principal::Token {
+                user_id, max_role, ..
+            } => (*user_id, *max_role),
+            _ => return Ok(false),
+        };
+        Ok(
+            cap >= Role::Admin
+                && best(self.meta.user_roles(user_id, org, "").await?) >= Role::Admin,
+        )
+    }
+
+    /// Whether `p` may create organisations.
+    pub fn may_create_orgs(&self, p: &Principal) -> bool {
+        p.is_site_admin() || (self.config.users_create_orgs && matches!(p, Principal::User { .. }))
+    }
+
     /// Whether `p` may see `repo` at all (pull it, or be told it exists).
     pub async fn can_see(&self, p: &Principal, repo: &str) -> Result<bool, AuthError> {
         Ok(self.role(p, repo).await? >= Role::Read)

@@ -3,50 +3,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use common::{ADMIN_PASSWORD, TestServer};
+use common::{ADMIN_PASSWORD, TestServer, admin, field};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-/// Runs `berth admin ARGS` against the server's data dir, feeding `stdin`; returns stdout.
-fn admin(server: &TestServer, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(TestServer::binary())
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "berth admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .unwrap()
-        .to_owned()
 }
 
 /// How a principal presents itself.
@@ -64,6 +27,11 @@ struct Principal {
     push: bool,
     delete: bool,
     authenticated: bool,
+    /// Administers the organisation `acme` (manages teams, grants, robots).
+    manages_acme: bool,
+    site_admin: bool,
+    /// The user name, for routes about one's own account.
+    user: Option<&'static str>,
 }
 
 struct World {
@@ -127,6 +95,16 @@ async fn world() -> World {
     admin(s, &["org-add", "acme"], "");
     admin(s, &["org-add", "other", "--owner", "outsider"], "");
     admin(s, &["grant", "reader", "read", "acme"], "");
+    let r = send(
+        &c,
+        &server,
+        &admin_who,
+        Method::POST,
+        "/api/v1/orgs/acme/teams",
+        Some(br#"{"name":"devs"}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.2);
     admin(s, &["grant", "writer", "write", "acme"], "");
     admin(s, &["grant", "orgadmin", "admin", "acme"], "");
     admin(s, &["grant", "tokenuser", "write", "acme"], "");
@@ -177,20 +155,25 @@ async fn world() -> World {
         push,
         delete,
         authenticated: true,
+        manages_acme: false,
+        site_admin: false,
+        user: None,
     };
     let basic = |u: &str, p: &str| Who::Basic(u.into(), p.trim_end().into());
     let principals = vec![
         Principal {
-            label: "anonymous",
-            who: Who::Anonymous,
-            pull: false,
-            push: false,
-            delete: false,
             authenticated: false,
+            ..p("anonymous", Who::Anonymous, false, false, false)
         },
-        p("reader", basic("reader", pw), true, false, false),
+        Principal {
+            user: Some("reader"),
+            ..p("reader", basic("reader", pw), true, false, false)
+        },
         p("writer", basic("writer", pw), true, true, false),
-        p("org admin", basic("orgadmin", pw), true, true, true),
+        Principal {
+            manages_acme: true,
+            ..p("org admin", basic("orgadmin", pw), true, true, true)
+        },
         p(
             "member of another organisation",
             basic("outsider", pw),
@@ -223,20 +206,26 @@ async fn world() -> World {
             false,
         ),
         Principal {
-            label: "expired access token",
-            who: basic("tokenuser", &field(&expired, "token")),
-            pull: false,
-            push: false,
-            delete: false,
             authenticated: false,
+            ..p(
+                "expired access token",
+                basic("tokenuser", &field(&expired, "token")),
+                false,
+                false,
+                false,
+            )
         },
-        p(
-            "site admin",
-            Who::Basic("admin".into(), ADMIN_PASSWORD.into()),
-            true,
-            true,
-            true,
-        ),
+        Principal {
+            manages_acme: true,
+            site_admin: true,
+            ..p(
+                "site admin",
+                Who::Basic("admin".into(), ADMIN_PASSWORD.into()),
+                true,
+                true,
+                true,
+            )
+        },
     ];
     World {
         server,
@@ -261,6 +250,8 @@ async fn send(
     }
     if path.contains("/manifests/") {
         r = r.header("content-type", "application/vnd.oci.image.manifest.v1+json");
+    } else if path.starts_with("/api/") {
+        r = r.header("content-type", "application/json");
     }
     if let Some(b) = body {
         r = r.body(b);
@@ -277,6 +268,10 @@ enum Need {
     Pull,
     Push,
     Delete,
+    ManagesAcme,
+    SiteAdmin,
+    /// The user `reader` themself (or a site admin).
+    Reader,
 }
 
 /// Every /v2/ route, with what it needs. A new route belongs here.
@@ -367,6 +362,124 @@ fn routes(w: &World) -> Vec<(Method, String, Need, Option<Vec<u8>>)> {
             Need::Delete,
             None,
         ),
+        // The management API.
+        (Method::GET, "/api/v1/me".into(), Need::Authenticated, None),
+        (
+            Method::GET,
+            "/api/v1/orgs".into(),
+            Need::Authenticated,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orgs".into(),
+            Need::SiteAdmin,
+            Some(br#"{"name":"matrix-org"}"#.to_vec()),
+        ),
+        (Method::GET, "/api/v1/users".into(), Need::SiteAdmin, None),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Need::SiteAdmin,
+            Some(br#"{"name":"created","password":"another-password"}"#.to_vec()),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/writer".into(),
+            Need::SiteAdmin,
+            Some(br#"{"disabled":false}"#.to_vec()),
+        ),
+        (Method::GET, "/api/v1/audit".into(), Need::SiteAdmin, None),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/teams".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orgs/acme/teams".into(),
+            Need::ManagesAcme,
+            Some(br#"{"name":"matrix-team"}"#.to_vec()),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/orgs/acme/teams/devs/members/reader".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/orgs/acme/teams/devs/members/reader".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/grants".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/orgs/acme/grants".into(),
+            Need::ManagesAcme,
+            Some(br#"{"subject_kind":"user","subject":"reader","role":"read"}"#.to_vec()),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/orgs/acme/grants?subject_kind=user&subject=nobody-granted".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/robots".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orgs/acme/robots".into(),
+            Need::ManagesAcme,
+            Some(br#"{"name":"matrix","role":"read"}"#.to_vec()),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/orgs/acme/robots/no-such-robot".into(),
+            Need::ManagesAcme,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/repositories/acme/app".into(),
+            Need::Pull,
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/repositories/acme/app".into(),
+            Need::Delete,
+            Some(br#"{"description":"matrix"}"#.to_vec()),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/reader/tokens".into(),
+            Need::Reader,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/reader/tokens".into(),
+            Need::Reader,
+            Some(br#"{"name":"t","role":"read"}"#.to_vec()),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/users/reader/tokens/999999".into(),
+            Need::Reader,
+            None,
+        ),
     ]
 }
 
@@ -374,6 +487,13 @@ fn routes(w: &World) -> Vec<(Method, String, Need, Option<Vec<u8>>)> {
 /// in a way that yields a non-auth error when allowed, so a 404 is a refusal only with
 /// NAME_UNKNOWN (or on HEAD, which has no body to say so). Throttling (429) refuses too.
 fn refused(method: &Method, status: StatusCode, body: &str) -> bool {
+    // The management API says `forbidden`, or `not_found` for repositories the caller may not see.
+    if body.contains("\"code\":\"forbidden\"") || body.contains("\"code\":\"unauthorized\"") {
+        return true;
+    }
+    if status == StatusCode::NOT_FOUND && body.contains("repository acme/app does not exist") {
+        return true;
+    }
     status == StatusCode::UNAUTHORIZED
         || status == StatusCode::FORBIDDEN
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -392,6 +512,9 @@ async fn authorisation_matrix() {
                 Need::Pull => p.pull,
                 Need::Push => p.push,
                 Need::Delete => p.delete,
+                Need::ManagesAcme => p.manages_acme,
+                Need::SiteAdmin => p.site_admin,
+                Need::Reader => p.site_admin || p.user == Some("reader"),
             };
             let (status, headers, text) =
                 send(&w.c, &w.server, &p.who, method.clone(), &path, body.clone()).await;
@@ -402,7 +525,7 @@ async fn authorisation_matrix() {
                     if allowed { "allowed" } else { "refused" }
                 ));
             }
-            if status == StatusCode::UNAUTHORIZED {
+            if status == StatusCode::UNAUTHORIZED && path.starts_with("/v2/") {
                 let challenge = headers
                     .get("www-authenticate")
                     .map(|v| v.to_str().unwrap().to_owned())

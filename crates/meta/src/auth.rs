@@ -543,6 +543,180 @@ impl MetaStore {
     }
 }
 
+/// A grant as listed: who, on what, which role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub subject_kind: String,
+    pub subject: String,
+    pub repo: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub max_role: String,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl MetaStore {
+    pub async fn list_orgs(&self, after: &str, limit: i64) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT name FROM organisations WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub async fn team_id(&self, org_id: i64, name: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM teams WHERE org_id = $1 AND name = $2")
+            .bind(org_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Teams of an organisation with their members' names.
+    pub async fn list_teams(&self, org_id: i64) -> Result<Vec<(String, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT t.name, u.name FROM teams t LEFT JOIN team_members m ON m.team_id = t.id \
+             LEFT JOIN users u ON u.id = m.user_id WHERE t.org_id = $1 ORDER BY t.name, u.name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for r in rows {
+            let team: String = r.try_get(0)?;
+            let member: Option<String> = r.try_get(1)?;
+            if out.last().map(|(t, _)| t != &team).unwrap_or(true) {
+                out.push((team, Vec::new()));
+            }
+            if let (Some(m), Some(last)) = (member, out.last_mut()) {
+                last.1.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn remove_team_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
+        let _g = self.gate().await;
+        let done = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every grant in an organisation, with subjects by name.
+    pub async fn list_grants(&self, org_id: i64) -> Result<Vec<GrantRow>> {
+        let rows = sqlx::query(
+            "SELECT g.subject_kind, COALESCE(u.name, t.name, r.name, ''), g.repo, g.role FROM grants g \
+             LEFT JOIN users u ON g.subject_kind = 'user' AND u.id = g.subject_id \
+             LEFT JOIN teams t ON g.subject_kind = 'team' AND t.id = g.subject_id \
+             LEFT JOIN robots r ON g.subject_kind = 'robot' AND r.id = g.subject_id \
+             WHERE g.org_id = $1 ORDER BY g.repo, g.subject_kind, 2",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GrantRow {
+                    subject_kind: r.try_get(0)?,
+                    subject: r.try_get(1)?,
+                    repo: r.try_get(2)?,
+                    role: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Robot accounts of an organisation.
+    pub async fn list_robots(&self, org_id: i64) -> Result<Vec<RobotRow>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.org_id, o.name, r.name, r.secret_hash, r.expires_at, r.revoked_at, r.created_at \
+             FROM robots r JOIN organisations o ON o.id = r.org_id WHERE r.org_id = $1 ORDER BY r.name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RobotRow {
+                    id: r.try_get(0)?,
+                    org_id: r.try_get(1)?,
+                    org: r.try_get(2)?,
+                    name: r.try_get(3)?,
+                    secret_hash: r.try_get(4)?,
+                    expires_at: r.try_get(5)?,
+                    revoked_at: r.try_get(6)?,
+                    created_at: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn list_access_tokens(&self, user_id: i64) -> Result<Vec<AccessTokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, name, max_role, expires_at, revoked_at, created_at FROM access_tokens WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccessTokenInfo {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    max_role: r.try_get(2)?,
+                    expires_at: r.try_get(3)?,
+                    revoked_at: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A repository's visibility and description.
+    pub async fn repo_settings(&self, repo: &str) -> Result<(bool, Option<String>)> {
+        let row = sqlx::query("SELECT public, description FROM repo_settings WHERE name = $1")
+            .bind(repo)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => (r.try_get::<i64, _>(0)? != 0, r.try_get(1)?),
+            None => (false, None),
+        })
+    }
+
+    pub async fn set_description(&self, repo: &str, description: Option<&str>) -> Result<()> {
+        let _g = self.gate().await;
+        sqlx::query(
+            "INSERT INTO repo_settings (name, public, description) VALUES ($1, 0, $2) \
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        )
+        .bind(repo)
+        .bind(description)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
 async fn namespace_taken(conn: &mut sqlx::AnyConnection, name: &str) -> Result<bool> {
     let row = sqlx::query(
         "SELECT 1 FROM users WHERE name = $1 UNION ALL SELECT 1 FROM organisations WHERE name = $1",

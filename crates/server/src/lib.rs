@@ -2,6 +2,7 @@
 //! authorizer, makes one service call, and turns the result (or error) into an OCI response.
 
 mod access;
+mod api;
 mod body;
 mod error;
 mod token;
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/", any(v2::dispatch_root))
         .route("/v2/{*rest}", any(v2::dispatch))
         .route("/auth/token", any(token::token))
+        .merge(api::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn(log_request))
