@@ -314,6 +314,40 @@ impl Drop for TestServer {
     }
 }
 
+/// Runs `berth admin --data-dir DATA ARGS` on the server's data dir (it works while the server
+/// runs), feeding `stdin` (passwords are read from it); panics unless it succeeds and returns its
+/// standard output.
+pub fn admin(server: &TestServer, args: &[&str], stdin: &str) -> String {
+    let mut cmd = Command::new(TestServer::binary());
+    cmd.arg("admin")
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(args);
+    // Like the server: a developer's BERTH_* variables must not change what the command does.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("BERTH_") {
+            cmd.env_remove(&key);
+        }
+    }
+    // ... but the server's own (a database URL, say) are the data dir's configuration too.
+    for (k, v) in &server.envs {
+        cmd.env(k, v);
+    }
+    let out = run_command_with_stdin(cmd, Some(stdin.as_bytes()), Duration::from_secs(60));
+    assert!(out.success(), "berth admin {args:?}: {out}");
+    out.stdout
+}
+
+/// The value of the `KEY: value` line of a command's output, e.g. the `secret` that `berth admin
+/// robot-add` prints.
+#[track_caller]
+pub fn field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no `{key}: ` line in:\n{out}"))
+        .to_owned()
+}
+
 type Spawned = (Child, SocketAddr, SharedBuf, SharedBuf, Vec<JoinHandle<()>>);
 
 fn spawn_berth(data_dir: &Path, extra_args: &[String], envs: &[(String, String)]) -> Spawned {
@@ -1340,14 +1374,37 @@ impl std::fmt::Display for CmdOutput {
 }
 
 /// Run `cmd` to completion with a timeout, capturing stdout and stderr.
-pub fn run_command(mut cmd: Command, timeout: Duration) -> CmdOutput {
+pub fn run_command(cmd: Command, timeout: Duration) -> CmdOutput {
+    run_command_with_stdin(cmd, None, timeout)
+}
+
+/// Like [`run_command`], feeding `stdin` (then end of file) to the command's standard input, as
+/// `--password-stdin` options and `berth admin` read passwords. `None` gives it no input at all.
+pub fn run_command_with_stdin(
+    mut cmd: Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> CmdOutput {
     let command = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("failed to run {command}: {e}"));
+    // Written on a thread so that a command that prints before it reads cannot deadlock us; a
+    // command that exits without reading everything just closes the pipe (the error is ignored).
+    let feeder = stdin.map(|input| {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        })
+    });
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let d1 = drain(child.stdout.take().unwrap(), stdout.clone());
@@ -1368,6 +1425,9 @@ pub fn run_command(mut cmd: Command, timeout: Duration) -> CmdOutput {
     };
     let _ = d1.join();
     let _ = d2.join();
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     CmdOutput {
         command,
         status,
@@ -1454,6 +1514,39 @@ impl ClientEnv {
         fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
     }
 
+    /// The sandbox's auth file (`REGISTRY_AUTH_FILE`), where `skopeo login` and `podman login`
+    /// store credentials.
+    pub fn auth_file(&self) -> Value {
+        let file = self.dir.path().join("auth.json");
+        let raw = fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+        serde_json::from_slice(&raw)
+            .unwrap_or_else(|e| panic!("{} is not JSON ({e})", file.display()))
+    }
+
+    /// Run `bash SCRIPT` (the script is written to a file in the sandbox first) the way a CI
+    /// system runs a job: the sandbox's environment (auth file, registries.conf, storage, temp
+    /// dir) plus `envs`, and a `HOME` of its own whose `~/.config/containers/policy.json` is the
+    /// sandbox's policy, so that plain `skopeo` / `podman` commands in the script need no
+    /// sandbox-specific flags. Tools the script calls must be on `PATH`; no panic.
+    pub fn try_bash_script(&self, name: &str, script: &str, envs: &[(&str, &str)]) -> CmdOutput {
+        let p = self.dir.path();
+        let home = p.join("home");
+        fs::create_dir_all(home.join(".config/containers")).unwrap();
+        fs::copy(
+            p.join("policy.json"),
+            home.join(".config/containers/policy.json"),
+        )
+        .unwrap();
+        let file = self.subdir("scripts").join(name);
+        fs::write(&file, script).unwrap();
+        let mut cmd = self.command("bash");
+        cmd.arg(&file).env("HOME", &home);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        run_command(cmd, self.timeout)
+    }
+
     /// A fresh directory inside the sandbox, e.g. for an OCI layout.
     pub fn subdir(&self, name: &str) -> PathBuf {
         let p = self.dir.path().join("work").join(name);
@@ -1475,8 +1568,7 @@ impl ClientEnv {
         cmd
     }
 
-    /// Run `skopeo ARGS` (with the sandbox's policy and temp dir); no panic.
-    pub fn try_skopeo(&self, args: &[&str]) -> CmdOutput {
+    fn skopeo_command(&self, args: &[&str]) -> Command {
         let p = self.dir.path();
         let mut cmd = self.command("skopeo");
         cmd.arg("--policy")
@@ -1484,7 +1576,21 @@ impl ClientEnv {
             .arg("--tmpdir")
             .arg(p.join("tmp"))
             .args(args);
-        run_command(cmd, self.timeout)
+        cmd
+    }
+
+    /// Run `skopeo ARGS` (with the sandbox's policy and temp dir); no panic.
+    pub fn try_skopeo(&self, args: &[&str]) -> CmdOutput {
+        run_command(self.skopeo_command(args), self.timeout)
+    }
+
+    /// Like [`ClientEnv::try_skopeo`], with `stdin` on standard input (`--password-stdin`).
+    pub fn try_skopeo_with_stdin(&self, args: &[&str], stdin: &str) -> CmdOutput {
+        run_command_with_stdin(
+            self.skopeo_command(args),
+            Some(stdin.as_bytes()),
+            self.timeout,
+        )
     }
 
     /// Run `skopeo ARGS`, panicking with full output unless it succeeds.
@@ -1497,6 +1603,19 @@ impl ClientEnv {
     /// Run `podman ARGS` against the sandbox's private vfs storage; no panic.
     /// `--signature-policy` is added for `pull` and `push`.
     pub fn try_podman(&self, args: &[&str]) -> CmdOutput {
+        run_command(self.podman_command(args), self.timeout)
+    }
+
+    /// Like [`ClientEnv::try_podman`], with `stdin` on standard input (`--password-stdin`).
+    pub fn try_podman_with_stdin(&self, args: &[&str], stdin: &str) -> CmdOutput {
+        run_command_with_stdin(
+            self.podman_command(args),
+            Some(stdin.as_bytes()),
+            self.timeout,
+        )
+    }
+
+    fn podman_command(&self, args: &[&str]) -> Command {
         let p = self.dir.path();
         let mut cmd = self.command("podman");
         cmd.arg("--root")
@@ -1521,7 +1640,7 @@ impl ClientEnv {
             }
         }
         cmd.args(args);
-        run_command(cmd, self.timeout)
+        cmd
     }
 
     /// Run `podman ARGS`, panicking with full output unless it succeeds.
