@@ -140,8 +140,9 @@ pub struct AuthConfig {
     /// Whether users other than site admins may create organisations (by pushing into a free
     /// namespace).
     pub users_create_orgs: bool,
-    /// How long a successful Basic authentication is remembered, so that clients sending Basic
-    /// credentials with every request do not pay for an argon2 check each time.
+    /// How long a successful password login is remembered, so that clients sending Basic
+    /// credentials with every request do not pay for an argon2 check each time. A password change
+    /// or a disabled user clears it on this replica; other replicas notice within this time.
     pub basic_cache_ttl: Duration,
 }
 
@@ -188,7 +189,9 @@ impl AuthService {
             meta,
             tokens,
             config,
-            limiter: LoginLimiter::new(Duration::from_secs(300), 30, 5),
+            // Per source: enough for a NAT'd CI fleet's honest mistakes; per user and source:
+            // ten guesses per five minutes.
+            limiter: LoginLimiter::new(Duration::from_secs(300), 100, 10),
             basic_cache: quick_cache::sync::Cache::new(10_000),
         })
     }
@@ -245,8 +248,13 @@ impl AuthService {
         match result {
             Some(p) => {
                 self.limiter.succeeded(username, source);
-                self.basic_cache
-                    .insert(cache_key, (p.clone(), Instant::now()));
+                // Only password logins are remembered: they cost an argon2 check. Tokens and
+                // robot secrets are checked against the database every time, so revoking one
+                // takes effect at once on every replica.
+                if matches!(p, Principal::User { .. }) {
+                    self.basic_cache
+                        .insert(cache_key, (p.clone(), Instant::now()));
+                }
                 Ok(p)
             }
             None => {
@@ -325,6 +333,11 @@ impl AuthService {
         .await
         .unwrap_or(None);
         Ok(verified.filter(|u| !u.disabled).map(user_principal))
+    }
+
+    /// Forgets remembered password logins, after a password change or a user being disabled.
+    pub fn forget_cached_logins(&self) {
+        self.basic_cache.clear();
     }
 
     /// The principal named by a token subject, as it is now (a disabled user or a revoked robot

@@ -755,7 +755,7 @@ async fn failed_logins_are_throttled_and_alike() {
     assert_eq!((a, b), (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED));
     assert_eq!(va, vb);
     let mut throttled = None;
-    for _ in 0..6 {
+    for _ in 0..12 {
         let r = c
             .get(format!("{}/auth/token", s.url()))
             .basic_auth("reader", Some("wrong"))

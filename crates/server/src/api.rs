@@ -517,6 +517,7 @@ async fn update_user(
             .await
             .map_err(|_| ApiErr::invalid("hashing failed"))?;
         c.auth.meta().set_password(&name, &hash).await?;
+        c.auth.forget_cached_logins();
         c.audit("user.password", &name).await;
     }
     if u.site_admin.is_some() || u.disabled.is_some() {
@@ -526,6 +527,7 @@ async fn update_user(
             .meta()
             .set_user_flags(&name, site_admin, disabled)
             .await?;
+        c.auth.forget_cached_logins();
         c.audit(
             "user.update",
             &format!("{name} site_admin={site_admin} disabled={disabled}"),
