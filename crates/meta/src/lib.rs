@@ -275,6 +275,18 @@ impl MetaStore {
         }
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for the
+    /// lock (SQLite answers `database is locked` at once rather than risk a deadlock), and the
+    /// gate alone does not keep the lock free, because a transaction that ended in an error or
+    /// was cancelled is rolled back a moment after its method has returned.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// The row lock that keeps the rows a transaction checked from being deleted before it
     /// commits. SQLite needs none: its writers are serialised.
     fn key_share(&self) -> &'static str {
@@ -314,7 +326,7 @@ impl MetaStore {
 
     async fn link_blob_once(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
@@ -342,7 +354,7 @@ impl MetaStore {
 
     async fn mount_blob_once(&self, from: &str, to: &str, digest: &str) -> Result<Option<u64>> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let lock = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR KEY SHARE OF rb",
@@ -417,67 +429,81 @@ impl MetaStore {
         tag: Option<&str>,
     ) -> Result<TagChange> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
-        let blob_query = format!(
-            "SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2{}",
-            self.key_share()
-        );
-        for b in &m.blobs {
-            let found = sqlx::query(&blob_query)
-                .bind(repo_id)
-                .bind(b)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(MetaError::BlobUnknown(b.clone()));
-            }
-        }
-        let child_query = format!(
+        // Tagging a manifest the repository already holds (the common case of a retag) needs
+        // none of the checks: they were made when it was first stored.
+        let exists_query = format!(
             "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
             self.key_share()
         );
-        for c in &m.children {
-            let found = sqlx::query(&child_query)
-                .bind(repo_id)
-                .bind(c)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(MetaError::ManifestUnknown(c.clone()));
+        let exists = sqlx::query(&exists_query)
+            .bind(repo_id)
+            .bind(&m.digest)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            let blob_query = format!(
+                "SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2{}",
+                self.key_share()
+            );
+            for b in &m.blobs {
+                let found = sqlx::query(&blob_query)
+                    .bind(repo_id)
+                    .bind(b)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(MetaError::BlobUnknown(b.clone()));
+                }
             }
-        }
-        sqlx::query(
-            "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(&m.digest)
-        .bind(&m.media_type)
-        .bind(m.artifact_type.as_deref())
-        .bind(m.subject.as_deref())
-        .bind(m.annotations.as_deref())
-        .bind(m.content.len() as i64)
-        .bind(&m.content[..])
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let refs = m
-            .blobs
-            .iter()
-            .map(|d| (d, "blob"))
-            .chain(m.children.iter().map(|d| (d, "manifest")));
-        for (child, kind) in refs {
+            let child_query = format!(
+                "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
+                self.key_share()
+            );
+            for c in &m.children {
+                let found = sqlx::query(&child_query)
+                    .bind(repo_id)
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(MetaError::ManifestUnknown(c.clone()));
+                }
+            }
             sqlx::query(
-                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
             )
             .bind(repo_id)
             .bind(&m.digest)
-            .bind(child)
-            .bind(kind)
+            .bind(&m.media_type)
+            .bind(m.artifact_type.as_deref())
+            .bind(m.subject.as_deref())
+            .bind(m.annotations.as_deref())
+            .bind(m.content.len() as i64)
+            .bind(&m.content[..])
+            .bind(now)
             .execute(&mut *tx)
             .await?;
+            let refs = m
+                .blobs
+                .iter()
+                .map(|d| (d, "blob"))
+                .chain(m.children.iter().map(|d| (d, "manifest")));
+            for (child, kind) in refs {
+                sqlx::query(
+                    "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(repo_id)
+                .bind(&m.digest)
+                .bind(child)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         let change = match tag {
             None => TagChange::None,
@@ -542,7 +568,7 @@ impl MetaStore {
     }
 
     async fn delete_manifest_once(&self, repo: &str, digest: &str) -> Result<Option<Vec<String>>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(repo_id) = repo_id(&mut tx, repo).await? else {
             return Ok(None);
         };

@@ -26,7 +26,18 @@ impl Weighter<(String, String), Arc<CachedManifest>> for ByteWeight {
     }
 }
 
+#[derive(Clone)]
+struct ListWeight;
+
+impl Weighter<String, Arc<Vec<String>>> for ListWeight {
+    fn weight(&self, key: &String, val: &Arc<Vec<String>>) -> u64 {
+        (key.len() + 64 + val.iter().map(|t| t.len() + 24).sum::<usize>()) as u64
+    }
+}
+
 pub(crate) struct ManifestCache {
+    /// Whole sorted tag lists per repository (only with `tags`, for the same reason).
+    tag_lists: Option<Cache<String, Arc<Vec<String>>, ListWeight>>,
     manifests: Cache<(String, String), Arc<CachedManifest>, ByteWeight>,
     tags: Option<Cache<(String, String), String>>,
     generation: AtomicU64,
@@ -44,6 +55,7 @@ impl ManifestCache {
         ManifestCache {
             manifests: Cache::with_weighter(4096, max_bytes, ByteWeight),
             tags: cache_tags.then(|| Cache::new(100_000)),
+            tag_lists: cache_tags.then(|| Cache::with_weighter(1024, 16 << 20, ListWeight)),
             generation: AtomicU64::new(0),
             lock: RwLock::new(()),
         }
@@ -59,6 +71,26 @@ impl ManifestCache {
 
     pub(crate) fn tag(&self, repo: &str, tag: &str) -> Option<String> {
         self.tags.as_ref()?.get(&(repo.to_owned(), tag.to_owned()))
+    }
+
+    pub(crate) fn tag_list(&self, repo: &str) -> Option<Arc<Vec<String>>> {
+        self.tag_lists.as_ref()?.get(repo)
+    }
+
+    /// Whether whole tag lists are cached at all.
+    pub(crate) fn caches_tag_lists(&self) -> bool {
+        self.tag_lists.is_some()
+    }
+
+    /// Inserts a repository's whole tag list, unless a writer has changed anything since.
+    pub(crate) fn fill_tag_list(&self, ticket: Ticket, repo: &str, list: Arc<Vec<String>>) {
+        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
+        if let Some(lists) = &self.tag_lists {
+            lists.insert(repo.to_owned(), list);
+        }
     }
 
     /// Inserts what a reader found, unless a writer has changed anything since its ticket.
@@ -91,6 +123,11 @@ impl ManifestCache {
             for t in tags {
                 cache.remove(&(repo.to_owned(), (*t).to_owned()));
             }
+        }
+        if let Some(lists) = &self.tag_lists
+            && !tags.is_empty()
+        {
+            lists.remove(repo);
         }
     }
 }

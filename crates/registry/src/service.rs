@@ -494,13 +494,39 @@ impl Registry {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<TagPage> {
-        let limit = n.unwrap_or(usize::MAX).min(100_000) as i64;
-        let tags = self
-            .meta
-            .list_tags(repo.as_str(), last, limit)
-            .await?
-            .ok_or_else(|| RegistryError::NameUnknown(repo.to_string()))?;
-        let next = (n.is_some() && tags.len() as i64 == limit)
+        let limit = n.unwrap_or(usize::MAX).min(100_000);
+        let unknown = || RegistryError::NameUnknown(repo.to_string());
+        let tags = if self.cache.caches_tag_lists() {
+            // The whole sorted list is kept in memory; pages are slices of it.
+            let all = match self.cache.tag_list(repo.as_str()) {
+                Some(all) => all,
+                None => {
+                    let ticket = self.cache.ticket();
+                    let all = self
+                        .meta
+                        .list_tags(repo.as_str(), None, i64::MAX)
+                        .await?
+                        .ok_or_else(unknown)?;
+                    let all = Arc::new(all);
+                    self.cache.fill_tag_list(ticket, repo.as_str(), all.clone());
+                    all
+                }
+            };
+            let start = last
+                .map(|l| all.partition_point(|t| t.as_str() <= l))
+                .unwrap_or(0);
+            all[start.min(all.len())..]
+                .iter()
+                .take(limit)
+                .cloned()
+                .collect()
+        } else {
+            self.meta
+                .list_tags(repo.as_str(), last, limit as i64)
+                .await?
+                .ok_or_else(unknown)?
+        };
+        let next = (n.is_some() && tags.len() == limit)
             .then(|| tags.last().cloned())
             .flatten();
         Ok(TagPage { tags, next })
