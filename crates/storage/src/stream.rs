@@ -12,10 +12,10 @@ use crate::{ByteStream, StorageError};
 
 /// How many body chunks may wait between the socket and the disk. Chunks are at most a few
 /// hundred KiB, so this bounds buffered data per upload to about a MiB.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 
 /// Size of the write buffer that coalesces small body frames into large writes.
-const WRITE_BUFFER: usize = 512 << 10;
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// With fsync on, writeback of each window of this many bytes is started as soon as it is
 /// written, so the fsync before publishing finds little left to flush instead of the whole blob.
