@@ -781,3 +781,72 @@ async fn failed_logins_are_throttled_and_alike() {
     let logs = s.stderr();
     assert!(!logs.contains("a-long-password") && !logs.contains(ADMIN_PASSWORD));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_need_read_on_the_source_and_reveal_nothing() {
+    let w = world().await;
+    let (c, s) = (&w.c, &w.server);
+    let admin_who = Who::Basic("admin".into(), ADMIN_PASSWORD.into());
+    let secret = b"only outsiders' org has this".to_vec();
+    let d = sha256(&secret);
+    let r = send(
+        c,
+        s,
+        &admin_who,
+        Method::POST,
+        &format!("/v2/other/vault/blobs/uploads/?digest={d}"),
+        Some(secret),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    let writer = w
+        .principals
+        .iter()
+        .find(|p| p.label == "writer")
+        .unwrap()
+        .who
+        .clone();
+    // From a repository the writer cannot read: an ordinary upload session, as if absent.
+    let r = send(
+        c,
+        s,
+        &writer,
+        Method::POST,
+        &format!("/v2/acme/new/blobs/uploads/?mount={d}&from=other/vault"),
+        None,
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::ACCEPTED, "{}", r.2);
+    let absent = sha256(b"nowhere");
+    let r2 = send(
+        c,
+        s,
+        &writer,
+        Method::POST,
+        &format!("/v2/acme/new/blobs/uploads/?mount={absent}&from=other/vault"),
+        None,
+    )
+    .await;
+    assert_eq!(r2.0, r.0, "a refused mount looks like a missing blob");
+    let r = send(
+        c,
+        s,
+        &writer,
+        Method::HEAD,
+        &format!("/v2/acme/new/blobs/{d}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND);
+    // From a repository the writer can read: mounted.
+    let r = send(
+        c,
+        s,
+        &writer,
+        Method::POST,
+        &format!("/v2/acme/new/blobs/uploads/?mount={}&from=acme/app", w.blob),
+        None,
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.2);
+}
