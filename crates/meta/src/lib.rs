@@ -73,8 +73,16 @@ fn is_conflict_code(code: &str) -> bool {
     matches!(code, "40001" | "40P01" | "23505" | "23503")
 }
 
+/// SQLite's SQLITE_BUSY, with its extended codes: the database is locked by another connection.
+fn is_busy_code(code: &str) -> bool {
+    code.parse::<i32>().is_ok_and(|c| c & 0xff == 5)
+}
+
 /// How many times a transaction that lost a race on PostgreSQL is tried in all.
 const MAX_ATTEMPTS: u32 = 8;
+/// How many times a transaction that found SQLite locked at once is tried in all. (One that
+/// waited out the busy timeout is not tried again.)
+const MAX_BUSY_ATTEMPTS: u32 = 6;
 
 pub type Result<T> = std::result::Result<T, MetaError>;
 
@@ -247,21 +255,37 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Runs the transaction `op` until it does not lose a race with a concurrent transaction
-    /// (PostgreSQL only; SQLite's writers are serialised by the gate), at most `MAX_ATTEMPTS`
-    /// times. `op` must be a whole transaction, so that running it again is safe.
+    /// Runs the transaction `op` again while it loses a race with another transaction, a few
+    /// times at most. `op` must be a whole transaction, so that running it again is safe.
+    ///
+    /// On PostgreSQL the race is with a concurrent writer (see [`is_conflict_code`]). On SQLite
+    /// the gate serialises writers, but a transaction that failed or was cancelled is rolled back
+    /// on its connection's worker a moment after its method returned; until then it holds the
+    /// write lock, and a transaction that has read and now wants to write gets `SQLITE_BUSY` at
+    /// once (SQLite does not wait there, to avoid deadlocks). (`BEGIN IMMEDIATE` would wait
+    /// instead, but sqlx 0.8 leaves a custom `BEGIN` open on its pooled connection if the caller
+    /// is cancelled at the wrong moment.)
     async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        let retryable = |code: &str, attempt: u32, took: std::time::Duration| match self.dialect {
+            Dialect::Postgres => attempt < MAX_ATTEMPTS && is_conflict_code(code),
+            Dialect::Sqlite => {
+                attempt < MAX_BUSY_ATTEMPTS
+                    && took < std::time::Duration::from_secs(1)
+                    && is_busy_code(code)
+            }
+        };
         let mut attempt = 1;
         loop {
+            let start = std::time::Instant::now();
             match op().await {
                 Err(MetaError::Db(sqlx::Error::Database(db)))
-                    if self.dialect == Dialect::Postgres
-                        && attempt < MAX_ATTEMPTS
-                        && db.code().is_some_and(|c| is_conflict_code(&c)) =>
+                    if db
+                        .code()
+                        .is_some_and(|c| retryable(&c, attempt, start.elapsed())) =>
                 {
                     tracing::debug!(attempt, error = %db, "transaction lost a race, running it again");
                     // Back off a little, differently per attempt, so the racers spread out.
@@ -273,18 +297,6 @@ impl MetaStore {
                 result => return result,
             }
         }
-    }
-
-    /// Begins a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for the
-    /// lock (SQLite answers `database is locked` at once rather than risk a deadlock), and the
-    /// gate alone does not keep the lock free, because a transaction that ended in an error or
-    /// was cancelled is rolled back a moment after its method has returned.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
-        })
     }
 
     /// The row lock that keeps the rows a transaction checked from being deleted before it
@@ -326,7 +338,7 @@ impl MetaStore {
 
     async fn link_blob_once(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
@@ -354,7 +366,7 @@ impl MetaStore {
 
     async fn mount_blob_once(&self, from: &str, to: &str, digest: &str) -> Result<Option<u64>> {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         let lock = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR KEY SHARE OF rb",
@@ -429,7 +441,7 @@ impl MetaStore {
         tag: Option<&str>,
     ) -> Result<TagChange> {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
         // Tagging a manifest the repository already holds (the common case of a retag) needs
         // none of the checks: they were made when it was first stored.
@@ -568,7 +580,7 @@ impl MetaStore {
     }
 
     async fn delete_manifest_once(&self, repo: &str, digest: &str) -> Result<Option<Vec<String>>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         let Some(repo_id) = repo_id(&mut tx, repo).await? else {
             return Ok(None);
         };

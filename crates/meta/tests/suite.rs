@@ -381,6 +381,37 @@ async fn concurrent_pushes_and_deletes(store: MetaStore) {
     }
 }
 
+/// A write that fails, or whose caller goes away mid-transaction, leaves the database writable
+/// for the next writer (on SQLite its rollback lands a moment after the call returned, and a
+/// transaction that reads before it writes cannot wait for the lock).
+async fn failed_and_cancelled_writes_release_the_database(store: MetaStore) {
+    store.link_blob("r", B1, 1).await.unwrap();
+    for i in 0..40 {
+        // Creates the repository, then fails: B1 is not in it. All of it is rolled back.
+        let repo = format!("failed/{i}");
+        let e = store
+            .put_manifest(&repo, &manifest(M1, &[B1], &[], None), Some("t"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, MetaError::BlobUnknown(ref d) if d == B1), "{e}");
+        store.link_blob(&repo, B1, 1).await.unwrap();
+        // Cancelled somewhere in the middle.
+        let repo = format!("cancelled/{i}");
+        let s = store.clone();
+        let mount = tokio::spawn(async move { s.mount_blob("r", &repo, B1).await });
+        for _ in 0..i % 4 {
+            tokio::task::yield_now().await;
+        }
+        mount.abort();
+        let _ = mount.await;
+        store
+            .link_blob(&format!("cancelled/{i}"), B1, 1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.catalog(None, 1000).await.unwrap().len(), 81);
+}
+
 macro_rules! suite {
     ($($backend:ident),*: $tests:tt) => {
         $( suite!(@backend $backend $tests); )*
@@ -407,6 +438,7 @@ suite!(sqlite, postgres: [
     concurrent_links_and_mounts,
     concurrent_tag_pushes,
     concurrent_pushes_and_deletes,
+    failed_and_cancelled_writes_release_the_database,
 ]);
 
 #[tokio::test]
