@@ -116,6 +116,17 @@ impl MetaStore {
         site_admin: bool,
     ) -> Result<i64> {
         let _g = self.gate().await;
+        self.retrying(|| self.create_user_once(name, password_hash, site_admin))
+            .await
+            .map_err(|e| taken(e, name))
+    }
+
+    async fn create_user_once(
+        &self,
+        name: &str,
+        password_hash: &str,
+        site_admin: bool,
+    ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         if namespace_taken(&mut tx, name).await? {
             return Err(MetaError::Conflict(format!("the name {name:?} is taken")));
@@ -182,6 +193,12 @@ impl MetaStore {
     /// Creates an organisation owned by `owner`.
     pub async fn create_org(&self, name: &str, owner: Option<i64>) -> Result<i64> {
         let _g = self.gate().await;
+        self.retrying(|| self.create_org_once(name, owner))
+            .await
+            .map_err(|e| taken(e, name))
+    }
+
+    async fn create_org_once(&self, name: &str, owner: Option<i64>) -> Result<i64> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         if namespace_taken(&mut tx, name).await? {
@@ -244,7 +261,8 @@ impl MetaStore {
         .bind(name)
         .bind(now_millis())
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(|e| conflict(e, name))?;
         Ok(row.try_get(0)?)
     }
 
@@ -725,6 +743,16 @@ async fn namespace_taken(conn: &mut sqlx::AnyConnection, name: &str) -> Result<b
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.is_some())
+}
+
+/// A unique violation on a name means someone else took it first.
+fn taken(e: MetaError, name: &str) -> MetaError {
+    match e {
+        MetaError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            MetaError::Conflict(format!("the name {name:?} is taken"))
+        }
+        e => e,
+    }
 }
 
 fn conflict(e: sqlx::Error, name: &str) -> MetaError {

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Not in the OCI spec: CNCF Distribution's code for a 503, which clients already know.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
+            ErrorCode::Unavailable => 503,
         }
     }
 
@@ -81,6 +85,7 @@ impl ErrorCode {
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
+            ErrorCode::Unavailable => "service unavailable",
         }
     }
 }

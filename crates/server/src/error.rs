@@ -81,7 +81,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Unavailable(_) => {
                 tracing::error!(error = %msg, "backing service unavailable");
                 ApiError::new(
-                    C::Unsupported,
+                    C::Unavailable,
                     "a backing service is unavailable; try again later",
                 )
                 .with_status(StatusCode::SERVICE_UNAVAILABLE)
