@@ -249,14 +249,14 @@ impl Http {
     }
 
     /// Chunked push: POST, PATCH chunks with Content-Range, PUT `?digest=`.
-    /// Returns each PATCH's latency.
+    /// Returns each PATCH's latency and the closing PUT's.
     pub async fn push_chunked(
         &self,
         repo: &str,
         spec: &BlobSpec,
         digest: &str,
         chunk: u64,
-    ) -> Result<Vec<Duration>> {
+    ) -> Result<(Vec<Duration>, Duration)> {
         let mut loc = self.start_upload(repo).await?;
         let mut lat = Vec::new();
         let mut off = 0;
@@ -280,17 +280,20 @@ impl Http {
             }
             off = end;
         }
+        let t = std::time::Instant::now();
         let r = self
-            .call(
+            .call_timeout(
                 Method::PUT,
                 &with_digest(&loc, digest),
                 &[],
                 Body::Empty,
                 &[201],
+                self.big_timeout,
             )
             .await?;
+        let commit = t.elapsed();
         check_digest(&r, digest)?;
-        Ok(lat)
+        Ok((lat, commit))
     }
 
     /// Pushes a small in-memory blob (POST + PUT); returns its digest.

@@ -164,6 +164,11 @@ pub struct BenchArgs {
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub summarize: Vec<PathBuf>,
 
+    /// With --summarize: leave out of the medians the results measured while
+    /// other processes used more than a quarter core.
+    #[arg(long)]
+    pub exclude_busy: bool,
+
     /// Label the ratios are taken against in --summarize.
     #[arg(long, default_value = "distribution")]
     pub baseline: String,
@@ -174,7 +179,7 @@ pub struct BenchArgs {
 /// caller has.
 pub async fn run(args: BenchArgs) -> Result<()> {
     if !args.summarize.is_empty() {
-        let s = summary::summarize(&args.summarize, &args.baseline)?;
+        let s = summary::summarize(&args.summarize, &args.baseline, args.exclude_busy)?;
         print!("{s}");
         return Ok(());
     }

@@ -19,6 +19,8 @@ pub struct Sample {
     pub anon_kib: u64,
     /// User + system CPU time, seconds.
     pub cpu_s: f64,
+    /// The system (kernel) part of `cpu_s`.
+    pub sys_s: f64,
 }
 
 /// Reads /proc/<pid>/{status,stat}.
@@ -70,8 +72,9 @@ impl Proc {
         if f.len() < 13 {
             bail!("unexpected /proc/{}/stat format", self.pid);
         }
-        let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-        s.cpu_s = ticks as f64 / self.clk_tck;
+        let (user, sys): (u64, u64) = (f[11].parse()?, f[12].parse()?);
+        s.cpu_s = (user + sys) as f64 / self.clk_tck;
+        s.sys_s = sys as f64 / self.clk_tck;
         Ok(s)
     }
 

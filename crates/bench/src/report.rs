@@ -58,6 +58,9 @@ pub struct ScenarioResult {
     pub samples: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s: Option<f64>,
+    /// The kernel (system) part of `server_cpu_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_sys_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s_per_gib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +157,7 @@ impl Meter {
             && let Ok(s1) = p.sample()
         {
             r.server_cpu_s = Some(s1.cpu_s - s0.cpu_s);
+            r.server_sys_s = Some(s1.sys_s - s0.sys_s);
             r.rss_before_mib = Some(s0.rss_kib as f64 / 1024.0);
             r.rss_after_mib = Some(s1.rss_kib as f64 / 1024.0);
             // VmHWM only tells us something if it rose during the phase.

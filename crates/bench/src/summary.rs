@@ -13,7 +13,15 @@ use crate::{ALL, MACHINE};
 /// Other processes' average CPU use (cores) above which a figure is flagged.
 const BUSY_CORES: f64 = 0.25;
 
-pub fn summarize(files: &[PathBuf], baseline: &str) -> Result<String> {
+/// Whether other processes were busy during this result's timed phase.
+fn busy(r: &ScenarioResult) -> bool {
+    match (r.other_cpu_s, r.seconds) {
+        (Some(o), Some(s)) if s > 0.0 => o / s > BUSY_CORES && o >= 0.2,
+        _ => false,
+    }
+}
+
+pub fn summarize(files: &[PathBuf], baseline: &str, exclude_busy: bool) -> Result<String> {
     let mut rows = Vec::new();
     for f in files {
         let text =
@@ -28,7 +36,7 @@ pub fn summarize(files: &[PathBuf], baseline: &str) -> Result<String> {
             rows.push(r);
         }
     }
-    Ok(render(&rows, baseline))
+    Ok(render(&rows, baseline, exclude_busy))
 }
 
 fn order(s: &str) -> usize {
@@ -38,7 +46,9 @@ fn order(s: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-pub fn render(rows: &[ScenarioResult], baseline: &str) -> String {
+/// With `exclude_busy`, results measured while other processes were busy are
+/// left out of the medians (cells then say how many were used).
+pub fn render(rows: &[ScenarioResult], baseline: &str, exclude_busy: bool) -> String {
     let mut labels: Vec<String> = Vec::new();
     for r in rows {
         let l = r.label.clone().unwrap_or_else(|| "-".into());
@@ -64,18 +74,25 @@ pub fn render(rows: &[ScenarioResult], baseline: &str) -> String {
 
     let mut out = String::new();
     let med = |rs: &[&ScenarioResult], f: &dyn Fn(&ScenarioResult) -> Option<f64>| {
-        let v: Vec<f64> = rs.iter().filter(|r| r.ok).filter_map(|r| f(r)).collect();
+        let v: Vec<f64> = rs
+            .iter()
+            .filter(|r| r.ok && !(exclude_busy && busy(r)))
+            .filter_map(|r| f(r))
+            .collect();
         median(&v)
     };
     let cell = |rs: Option<&Vec<&ScenarioResult>>, f: &dyn Fn(&ScenarioResult) -> Option<f64>| {
         let Some(rs) = rs else { return "-".to_string() };
-        let ok = rs.iter().filter(|r| r.ok && r.skipped.is_none()).count();
+        let ok = rs
+            .iter()
+            .filter(|r| r.ok && r.skipped.is_none() && !(exclude_busy && busy(r)))
+            .count();
         let mut s = match med(rs, f) {
             Some(v) => fmt_num(v),
             None => "-".into(),
         };
         if ok < rs.len() {
-            let _ = write!(s, " ({ok}/{} ok)", rs.len());
+            let _ = write!(s, " ({ok}/{} used)", rs.len());
         }
         s
     };
@@ -159,27 +176,26 @@ pub fn render(rows: &[ScenarioResult], baseline: &str) -> String {
     }
 
     // Rounds measured while other processes were busy.
-    let mut busy = String::new();
+    let mut flagged = String::new();
     for ((_, sc), per) in &by {
         for (l, rs) in per {
-            let n = rs
-                .iter()
-                .filter(|r| match (r.other_cpu_s, r.seconds) {
-                    (Some(o), Some(s)) if s > 0.0 => o / s > BUSY_CORES && o >= 0.2,
-                    _ => false,
-                })
-                .count();
+            let n = rs.iter().filter(|r| busy(r)).count();
             if n > 0 {
-                let _ = write!(busy, " {sc}/{l} ({n} of {}),", rs.len());
+                let _ = write!(flagged, " {sc}/{l} ({n} of {}),", rs.len());
             }
         }
     }
-    if !busy.is_empty() {
-        busy.pop();
+    if !flagged.is_empty() {
+        flagged.pop();
         let _ = writeln!(
             out,
-            "\nWarning: other processes used more than {BUSY_CORES} core on average during:{busy}; \
-             those figures are suspect."
+            "\nWarning: other processes used more than {BUSY_CORES} core on average during:{flagged}; \
+             {}",
+            if exclude_busy {
+                "those runs are left out of the medians."
+            } else {
+                "those figures are suspect (--exclude-busy leaves them out)."
+            }
         );
     }
 
@@ -222,7 +238,7 @@ mod tests {
             row("push-mono", "distribution", 150.0),
             row("machine-sha256", "machine", 2000.0),
         ];
-        let t = render(&rows, "distribution");
+        let t = render(&rows, "distribution", true);
         assert!(
             t.contains("| berth | distribution | berth / distribution |"),
             "{t}"
