@@ -13,4 +13,6 @@ pub use berth_meta::MetaStore;
 pub use berth_storage::{BlobReader, ByteStream, FsStore};
 pub use error::{RegistryError, Result};
 pub use expiry::UploadExpiry;
-pub use service::{Referrer, Registry, RegistryConfig, TagPage, UploadProgress};
+pub use service::{
+    CachedManifest, MAX_PAGE, Referrer, Registry, RegistryConfig, TagPage, UploadProgress,
+};

@@ -45,6 +45,9 @@ pub struct CachedManifest {
     pub content: Bytes,
 }
 
+/// The most entries one listing page holds, whatever `n` asks; more come through `Link`.
+pub const MAX_PAGE: usize = 100_000;
+
 /// Where an upload session stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadProgress {
@@ -494,7 +497,7 @@ impl Registry {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<TagPage> {
-        let limit = n.unwrap_or(usize::MAX).min(100_000);
+        let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
         let unknown = || RegistryError::NameUnknown(repo.to_string());
         let tags = if self.cache.caches_tag_lists() {
             // The whole sorted list is kept in memory; pages are slices of it.
@@ -526,16 +529,18 @@ impl Registry {
                 .await?
                 .ok_or_else(unknown)?
         };
-        let next = (n.is_some() && tags.len() == limit)
+        // A full page may have a successor, also when the client asked for everything and met
+        // the cap: say so (the `Link` header) rather than cut the list off silently.
+        let next = (tags.len() == limit)
             .then(|| tags.last().cloned())
             .flatten();
         Ok(TagPage { tags, next })
     }
 
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<TagPage> {
-        let limit = n.unwrap_or(usize::MAX).min(100_000) as i64;
+        let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE) as i64;
         let repos = self.meta.catalog(last, limit).await?;
-        let next = (n.is_some() && repos.len() as i64 == limit)
+        let next = (repos.len() as i64 == limit)
             .then(|| repos.last().cloned())
             .flatten();
         Ok(TagPage { tags: repos, next })

@@ -233,7 +233,10 @@ fn page_params(q: &HashMap<String, String>) -> Result<(Option<usize>, Option<&st
 }
 
 fn link_next(resp: &mut Response, path: &str, n: Option<usize>, next: Option<&str>) {
-    if let (Some(n), Some(last)) = (n, next) {
+    if let Some(last) = next {
+        let n = n
+            .unwrap_or(berth_registry::MAX_PAGE)
+            .min(berth_registry::MAX_PAGE);
         let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
         header(
             resp,
@@ -251,7 +254,9 @@ async fn catalog(
 ) -> Result<Response> {
     const BATCH: usize = 1000;
     let (n, last) = page_params(q)?;
-    let want = n.unwrap_or(usize::MAX).min(100_000);
+    let want = n
+        .unwrap_or(berth_registry::MAX_PAGE)
+        .min(berth_registry::MAX_PAGE);
     let mut repos: Vec<String> = Vec::new();
     let mut cursor = last.map(str::to_owned);
     while repos.len() < want {
@@ -271,7 +276,9 @@ async fn catalog(
             break;
         }
     }
-    let next = (n.is_some() && repos.len() == want)
+    // A full page may have a successor (also when the client asked for everything and met the
+    // cap): say so with `Link` rather than cut the list off silently.
+    let next = (repos.len() == want)
         .then(|| repos.last().cloned())
         .flatten();
     let body =
