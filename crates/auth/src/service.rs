@@ -167,9 +167,16 @@ pub struct AuthService {
     /// Successful Basic logins: SHA-256 of the credentials to the principal and when it was
     /// checked. A hash, never the password, is what stays in memory.
     basic_cache: quick_cache::sync::Cache<String, (Principal, Instant)>,
+    /// Repository visibility, remembered for `PUBLIC_TTL` so that anonymous pulls of public
+    /// repositories cost no database query. A change made here clears it at once; other
+    /// replicas see it within the TTL.
+    public_cache: quick_cache::sync::Cache<String, (bool, Instant)>,
 }
 
 const ROBOT_SEPARATOR: char = '+';
+
+/// How long a repository's visibility is remembered (see `AuthService::public_cache`).
+const PUBLIC_TTL: Duration = Duration::from_secs(2);
 
 impl AuthService {
     /// Loads the signing key from the metadata store (creating it on first start).
@@ -193,6 +200,7 @@ impl AuthService {
             // ten guesses per five minutes.
             limiter: LoginLimiter::new(Duration::from_secs(300), 100, 10),
             basic_cache: quick_cache::sync::Cache::new(10_000),
+            public_cache: quick_cache::sync::Cache::new(10_000),
         })
     }
 
@@ -335,6 +343,25 @@ impl AuthService {
         Ok(verified.filter(|u| !u.disabled).map(user_principal))
     }
 
+    async fn is_public(&self, repo: &str) -> Result<bool, MetaError> {
+        if let Some((public, at)) = self.public_cache.get(repo)
+            && at.elapsed() < PUBLIC_TTL
+        {
+            return Ok(public);
+        }
+        let public = self.meta.is_public(repo).await?;
+        self.public_cache
+            .insert(repo.to_owned(), (public, Instant::now()));
+        Ok(public)
+    }
+
+    /// Changes a repository's visibility.
+    pub async fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
+        self.meta.set_public(repo, public).await?;
+        self.public_cache.remove(repo);
+        Ok(())
+    }
+
     /// Forgets remembered password logins, after a password change or a user being disabled.
     pub fn forget_cached_logins(&self) {
         self.basic_cache.clear();
@@ -382,7 +409,7 @@ impl AuthService {
     /// The role `p` holds on repository `repo`.
     pub async fn role(&self, p: &Principal, repo: &str) -> Result<Role, AuthError> {
         let ns = repo.split('/').next().unwrap_or(repo);
-        let public = || async { self.meta.is_public(repo).await };
+        let public = || self.is_public(repo);
         let role = match p {
             Principal::Anonymous => Role::None,
             Principal::User {

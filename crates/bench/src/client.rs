@@ -94,6 +94,8 @@ pub struct Http {
     pub small_timeout: Duration,
     /// Bound on one blob transfer.
     pub big_timeout: Duration,
+    /// An `Authorization` value sent with every request that has none of its own.
+    pub auth: Option<String>,
 }
 
 impl Http {
@@ -131,6 +133,7 @@ impl Http {
             addr,
             small_timeout: Duration::from_secs(60),
             big_timeout,
+            auth: None,
         })
     }
 
@@ -152,6 +155,13 @@ impl Http {
             .uri(self.uri(path)?);
         for (k, v) in headers {
             req = req.header(*k, *v);
+        }
+        if let Some(a) = &self.auth
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            req = req.header(header::AUTHORIZATION, a.as_str());
         }
         let len = http_body::Body::size_hint(&body).exact();
         if let Some(len) = len

@@ -37,6 +37,10 @@ pub const ALL: &[&str] = &[
     "idle-rss-after",
 ];
 
+/// Scenarios of a registry with authentication (`auth`; they need `--credentials`): manifest GETs
+/// of a public repository without credentials and with a bearer token, and token issuance.
+pub const AUTH: &[&str] = &["manifest-get-public", "manifest-get-bearer", "token-issue"];
+
 /// Machine-limit scenarios (`machine`); they send no request.
 pub const MACHINE: &[&str] = &["machine-sha256", "machine-loopback", "machine-disk"];
 
@@ -124,6 +128,12 @@ pub struct BenchArgs {
     /// Run id (second path component); default: random per run.
     #[arg(long)]
     pub run_id: Option<String>,
+
+    /// `USER:PASSWORD` for a registry with authentication: sent as Basic credentials on every
+    /// request, and used by the `auth` scenarios (Berth's management API) to make the test
+    /// repository public and to create an access token.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub credentials: Option<String>,
 
     /// Label stored in each JSON result (e.g. berth, distribution).
     #[arg(long)]
@@ -215,11 +225,13 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
             "" => {}
             "all" => want.extend(ALL),
             "machine" => want.extend(MACHINE),
-            _ => match ALL.iter().chain(MACHINE).find(|x| **x == s) {
+            "auth" => want.extend(AUTH),
+            _ => match ALL.iter().chain(AUTH).chain(MACHINE).find(|x| **x == s) {
                 Some(x) => want.push(x),
                 None => bail!(
-                    "unknown scenario {s:?}; known: all, machine, {}, {}",
+                    "unknown scenario {s:?}; known: all, auth, machine, {}, {}, {}",
                     ALL.join(", "),
+                    AUTH.join(", "),
                     MACHINE.join(", ")
                 ),
             },
@@ -227,6 +239,7 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
     }
     Ok(ALL
         .iter()
+        .chain(AUTH)
         .chain(MACHINE)
         .copied()
         .filter(|x| want.contains(x))
@@ -254,7 +267,7 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
             format!("r{:010x}", m.next_u64() >> 24)
         }
     };
-    let needs_registry = scenarios.iter().any(|s| ALL.contains(s));
+    let needs_registry = scenarios.iter().any(|s| ALL.contains(s) || AUTH.contains(s));
     let server = match args.server_pid {
         Some(pid) => Some(procfs::Proc::new(pid)?),
         None => None,
@@ -277,7 +290,14 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
     report::table_header(&mut *table);
 
     let mut ctx = if needs_registry {
-        let http = client::Http::new(&args.registry, args.transfer_timeout).await?;
+        let mut http = client::Http::new(&args.registry, args.transfer_timeout).await?;
+        if let Some(c) = &args.credentials {
+            use base64::Engine as _;
+            http.auth = Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(c)
+            ));
+        }
         // Fail early and clearly when nothing (or no registry) listens there.
         http.call(
             ::http::Method::GET,

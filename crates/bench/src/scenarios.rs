@@ -78,6 +78,9 @@ impl Ctx {
             "push-concurrent" => self.push_concurrent(r).await,
             "manifest-get" => self.manifest_hot(r, Method::GET).await,
             "manifest-head" => self.manifest_hot(r, Method::HEAD).await,
+            "manifest-get-public" => self.manifest_public(r).await,
+            "manifest-get-bearer" => self.manifest_bearer(r).await,
+            "token-issue" => self.token_issue(r).await,
             "tag-create" => self.tag_create(r).await,
             "tag-list" => self.tag_list(r).await,
             "catalog" => self.catalog(r).await,
@@ -205,17 +208,138 @@ impl Ctx {
     async fn manifest_hot(&mut self, r: &mut ScenarioResult, method: Method) -> Result<()> {
         self.ensure_image().await?;
         let img = self.image.as_ref().expect("ensured");
+        let path = format!("/v2/{}/manifests/bench", img.repo);
+        let len = img.manifest.len();
+        let mut headers = vec![("accept".to_owned(), MANIFEST_ACCEPT.to_owned())];
+        if let Some(a) = &self.http.auth {
+            headers.push(("authorization".into(), a.clone()));
+        }
+        self.hot(r, method, path, headers, Some(len)).await
+    }
+
+    /// The user of `--credentials`.
+    fn user(&self) -> Result<String> {
+        let c = self
+            .args
+            .credentials
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("this scenario needs --credentials"))?;
+        Ok(c.split_once(':').map(|(u, _)| u).unwrap_or(c).to_owned())
+    }
+
+    /// Makes the image's repository public (Berth's management API), for anonymous pulls.
+    async fn make_public(&mut self) -> Result<String> {
+        self.user()?;
+        self.ensure_image().await?;
+        let repo = self.image.as_ref().expect("ensured").repo.clone();
+        let body = Body::Full(Some(Bytes::from_static(br#"{"public":true}"#)));
+        self.http
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/repositories/{repo}"),
+                &[("content-type", "application/json")],
+                body,
+                &[200],
+            )
+            .await?;
+        Ok(repo)
+    }
+
+    async fn manifest_public(&mut self, r: &mut ScenarioResult) -> Result<()> {
+        let repo = self.make_public().await?;
+        let len = self.image.as_ref().expect("ensured").manifest.len();
+        let headers = vec![("accept".to_owned(), MANIFEST_ACCEPT.to_owned())];
+        self.hot(
+            r,
+            Method::GET,
+            format!("/v2/{repo}/manifests/bench"),
+            headers,
+            Some(len),
+        )
+        .await
+    }
+
+    async fn manifest_bearer(&mut self, r: &mut ScenarioResult) -> Result<()> {
+        let repo = self.make_public().await?;
+        let len = self.image.as_ref().expect("ensured").manifest.len();
+        let t = self
+            .http
+            .call(
+                Method::GET,
+                &format!("/auth/token?service=berth&scope=repository:{repo}:pull"),
+                &[],
+                Body::Empty,
+                &[200],
+            )
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&t.body)?;
+        let token = v["token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no token in the answer"))?;
+        let headers = vec![
+            ("accept".to_owned(), MANIFEST_ACCEPT.to_owned()),
+            ("authorization".to_owned(), format!("Bearer {token}")),
+        ];
+        self.hot(
+            r,
+            Method::GET,
+            format!("/v2/{repo}/manifests/bench"),
+            headers,
+            Some(len),
+        )
+        .await
+    }
+
+    /// Token issuance for a personal access token (the cheap credential path: no password hash).
+    async fn token_issue(&mut self, r: &mut ScenarioResult) -> Result<()> {
+        let user = self.user()?;
+        self.ensure_image().await?;
+        let repo = self.image.as_ref().expect("ensured").repo.clone();
+        let body = format!(r#"{{"name":"bench-{}","role":"read"}}"#, self.run_id);
+        let t = self
+            .http
+            .call(
+                Method::POST,
+                &format!("/api/v1/users/{user}/tokens"),
+                &[("content-type", "application/json")],
+                Body::Full(Some(Bytes::from(body))),
+                &[201],
+            )
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&t.body)?;
+        let secret = v["secret"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no secret in the answer"))?;
+        use base64::Engine as _;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+        );
+        let headers = vec![("authorization".to_owned(), basic)];
+        let path = format!("/auth/token?service=berth&scope=repository:{repo}:pull");
+        self.hot(r, Method::GET, path, headers, None).await
+    }
+
+    /// Runs the hot loop on one request and records rate, latency and server CPU per request.
+    async fn hot(
+        &mut self,
+        r: &mut ScenarioResult,
+        method: Method,
+        path: String,
+        headers: Vec<(String, String)>,
+        expect_len: Option<usize>,
+    ) -> Result<()> {
         let spec = HotSpec {
             addr: self.http.addr,
             authority: self.http.authority.clone(),
-            method: method.clone(),
-            path: format!("/v2/{}/manifests/bench", img.repo),
-            headers: vec![("accept".into(), MANIFEST_ACCEPT.into())],
+            method,
+            path,
+            headers,
             connections: self.args.connections,
             warmup: self.args.warmup,
             duration: self.args.duration,
             max_per_connection: 10_000_000,
-            expect_len: Some(img.manifest.len()),
+            expect_len,
         };
         let m = Meter::start(&self.server);
         let mut h = hammer(spec).await?;

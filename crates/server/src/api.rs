@@ -928,7 +928,7 @@ async fn update_repo(
     let name = repo_for(&c, &name, Role::Admin).await?;
     let m = c.auth.meta();
     if let Some(p) = u.public {
-        m.set_public(&name, p).await?;
+        c.auth.set_public(&name, p).await?;
         c.audit(
             if p {
                 "repository.public"
