@@ -267,7 +267,9 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
             format!("r{:010x}", m.next_u64() >> 24)
         }
     };
-    let needs_registry = scenarios.iter().any(|s| ALL.contains(s) || AUTH.contains(s));
+    let needs_registry = scenarios
+        .iter()
+        .any(|s| ALL.contains(s) || AUTH.contains(s));
     let server = match args.server_pid {
         Some(pid) => Some(procfs::Proc::new(pid)?),
         None => None,

@@ -98,6 +98,22 @@ fn user_from(r: &sqlx::any::AnyRow, offset: usize) -> Result<UserRow> {
     })
 }
 
+const ROBOT_SELECT: &str = "SELECT r.id, r.org_id, o.name, r.name, r.secret_hash, r.expires_at, r.revoked_at, \
+     r.created_at FROM robots r JOIN organisations o ON o.id = r.org_id";
+
+fn robot_from(r: &sqlx::any::AnyRow) -> Result<RobotRow> {
+    Ok(RobotRow {
+        id: r.try_get(0)?,
+        org_id: r.try_get(1)?,
+        org: r.try_get(2)?,
+        name: r.try_get(3)?,
+        secret_hash: r.try_get(4)?,
+        expires_at: r.try_get(5)?,
+        revoked_at: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+    })
+}
+
 const USER_COLS: &str = "u.id, u.name, u.password_hash, u.site_admin, u.disabled, u.created_at";
 
 impl MetaStore {
@@ -371,26 +387,12 @@ impl MetaStore {
     }
 
     pub async fn robot_by_name(&self, name: &str) -> Result<Option<RobotRow>> {
-        let row = sqlx::query(
-            "SELECT r.id, r.org_id, o.name, r.name, r.secret_hash, r.expires_at, r.revoked_at, r.created_at \
-             FROM robots r JOIN organisations o ON o.id = r.org_id WHERE r.name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(RobotRow {
-                id: r.try_get(0)?,
-                org_id: r.try_get(1)?,
-                org: r.try_get(2)?,
-                name: r.try_get(3)?,
-                secret_hash: r.try_get(4)?,
-                expires_at: r.try_get(5)?,
-                revoked_at: r.try_get(6)?,
-                created_at: r.try_get(7)?,
-            })
-        })
-        .transpose()
+        let q = format!("{ROBOT_SELECT} WHERE r.name = $1");
+        let row = sqlx::query(&q)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| robot_from(&r)).transpose()
     }
 
     pub async fn revoke_robot(&self, name: &str) -> Result<bool> {
@@ -665,27 +667,9 @@ impl MetaStore {
 
     /// Robot accounts of an organisation.
     pub async fn list_robots(&self, org_id: i64) -> Result<Vec<RobotRow>> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.org_id, o.name, r.name, r.secret_hash, r.expires_at, r.revoked_at, r.created_at \
-             FROM robots r JOIN organisations o ON o.id = r.org_id WHERE r.org_id = $1 ORDER BY r.name",
-        )
-        .bind(org_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RobotRow {
-                    id: r.try_get(0)?,
-                    org_id: r.try_get(1)?,
-                    org: r.try_get(2)?,
-                    name: r.try_get(3)?,
-                    secret_hash: r.try_get(4)?,
-                    expires_at: r.try_get(5)?,
-                    revoked_at: r.try_get(6)?,
-                    created_at: r.try_get(7)?,
-                })
-            })
-            .collect()
+        let q = format!("{ROBOT_SELECT} WHERE r.org_id = $1 ORDER BY r.name");
+        let rows = sqlx::query(&q).bind(org_id).fetch_all(&self.pool).await?;
+        rows.iter().map(robot_from).collect()
     }
 
     pub async fn list_access_tokens(&self, user_id: i64) -> Result<Vec<AccessTokenInfo>> {
