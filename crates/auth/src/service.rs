@@ -590,7 +590,8 @@ impl AuthService {
             .then(|| self.tokens.issue_refresh(&p.subject()));
         IssuedToken {
             token,
-            expires_in: claims.exp - claims.iat,
+            // A reused token has less of its lifetime left than a fresh one.
+            expires_in: claims.exp.saturating_sub(claims.iat.max(now_secs())),
             issued_at: claims.iat,
             refresh_token,
         }
@@ -613,6 +614,13 @@ impl AuthService {
             tracing::warn!(error = %e, action, target, "could not write the audit log");
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A token response.
