@@ -362,6 +362,39 @@ impl AuthService {
         Ok(())
     }
 
+    /// Starts a web session for a user who logged in with a password. Returns the session
+    /// secret (for a cookie) and its lifetime.
+    pub async fn start_session(&self, p: &Principal) -> Result<(String, Duration), AuthError> {
+        let Principal::User { id, .. } = p else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let secret = secret::generate_secret("berth_sess_");
+        let ttl = Duration::from_secs(12 * 3600);
+        let expires = berth_meta::now_millis() + ttl.as_millis() as i64;
+        self.meta
+            .create_session(&secret::hash_secret(&secret), *id, expires)
+            .await?;
+        Ok((secret, ttl))
+    }
+
+    /// The user of a live session.
+    pub async fn session(&self, secret: &str) -> Result<Principal, AuthError> {
+        if secret.len() > 128 {
+            return Err(AuthError::InvalidCredentials);
+        }
+        match self.meta.session_user(&secret::hash_secret(secret)).await? {
+            Some(u) if !u.disabled => Ok(user_principal(u)),
+            _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    pub async fn end_session(&self, secret: &str) -> Result<(), AuthError> {
+        self.meta
+            .delete_session(&secret::hash_secret(secret))
+            .await?;
+        Ok(())
+    }
+
     /// Forgets remembered password logins, after a password change or a user being disabled.
     pub fn forget_cached_logins(&self) {
         self.basic_cache.clear();

@@ -377,6 +377,10 @@ async fn administration_through_the_api() {
     ] {
         assert!(actions.contains(&a), "no {a} in {actions:?}");
     }
+    // Every entry names the real source address of the request.
+    for e in log["items"].as_array().unwrap() {
+        assert_eq!(e["source"], "127.0.0.1", "{e}");
+    }
     let text = log.to_string();
     for secret in [
         rsecret.as_str(),
@@ -479,4 +483,99 @@ async fn openapi_document_and_page() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "unauthorized"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_sessions() {
+    let server = tokio::task::spawn_blocking(TestServer::start)
+        .await
+        .unwrap();
+    let c = Client::new();
+    let url = |p: &str| format!("{}{p}", server.url());
+    // Wrong password: no session.
+    let r = c
+        .post(url("/api/v1/session"))
+        .json(&json!({"username": "admin", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = c
+        .post(url("/api/v1/session"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    assert!(
+        !server
+            .stderr()
+            .contains(cookie.trim_start_matches("berth_session=")),
+        "the session secret is never logged"
+    );
+    // Reads work with the cookie alone.
+    let r = c
+        .get(url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "admin");
+    // Changes need the CSRF header as well.
+    let body = json!({"name": "websession-org"});
+    let r = c
+        .post(url("/api/v1/orgs"))
+        .header("cookie", &cookie)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(url("/api/v1/orgs"))
+        .header("cookie", &cookie)
+        .header("x-berth-csrf", "1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A forged or foreign cookie is refused; logging out ends the session.
+    let r = c
+        .get(url("/api/v1/me"))
+        .header("cookie", "berth_session=berth_sess_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .delete(url("/api/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c
+        .get(url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Robots and access tokens cannot open sessions.
+    let r = c
+        .post(url("/api/v1/session"))
+        .json(&json!({"username": "admin", "password": "berth_pat_nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

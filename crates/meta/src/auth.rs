@@ -719,6 +719,52 @@ impl MetaStore {
     }
 }
 
+impl MetaStore {
+    pub async fn create_session(
+        &self,
+        secret_hash: &str,
+        user_id: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        let _g = self.gate().await;
+        let now = now_millis();
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(secret_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user of a live session.
+    pub async fn session_user(&self, secret_hash: &str) -> Result<Option<UserRow>> {
+        let q = format!(
+            "SELECT {USER_COLS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = $1 AND s.expires_at > $2"
+        );
+        let row = sqlx::query(&q)
+            .bind(secret_hash)
+            .bind(now_millis())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| user_from(&r, 0)).transpose()
+    }
+
+    pub async fn delete_session(&self, secret_hash: &str) -> Result<bool> {
+        let _g = self.gate().await;
+        let done = sqlx::query("DELETE FROM sessions WHERE secret_hash = $1")
+            .bind(secret_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 async fn namespace_taken(conn: &mut sqlx::AnyConnection, name: &str) -> Result<bool> {
     let row = sqlx::query(
         "SELECT 1 FROM users WHERE name = $1 UNION ALL SELECT 1 FROM organisations WHERE name = $1",

@@ -159,6 +159,25 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             Credentials::Bearer(token) if token.starts_with("berth_pat_") => {
                 auth.authenticate_token(&token, src).await?
             }
+            Credentials::None => match session_cookie(parts) {
+                Some(secret) => {
+                    // A cookie is sent by the browser on its own; a state-changing request must
+                    // also carry a header that another site's page cannot add without CORS.
+                    let safe =
+                        parts.method == http::Method::GET || parts.method == http::Method::HEAD;
+                    if !safe && !parts.headers.contains_key(CSRF_HEADER) {
+                        return Err(ApiErr::new(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            format!(
+                                "session requests that change something need the {CSRF_HEADER} header"
+                            ),
+                        ));
+                    }
+                    auth.session(&secret).await?
+                }
+                None => return Err(ApiErr::unauthorized()),
+            },
             _ => return Err(ApiErr::unauthorized()),
         };
         Ok(Caller {
@@ -167,6 +186,100 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             source: src,
         })
     }
+}
+
+/// The cookie that carries a web session.
+const SESSION_COOKIE: &str = "berth_session";
+/// The header a session-authenticated request that changes something must carry.
+const CSRF_HEADER: &str = "x-berth-csrf";
+
+fn session_cookie(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';').find_map(|c| {
+                c.trim()
+                    .strip_prefix(SESSION_COOKIE)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(str::to_owned)
+            })
+        })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+/// Logs in with a password and starts a web session (the `berth_session` cookie: HttpOnly,
+/// SameSite=Strict, 12 hours). Requests that change something with a session must also send
+/// `X-Berth-CSRF: 1`.
+#[utoipa::path(post, path = "/api/v1/session", tag = "users", request_body = Login, responses((status = 201, body = Me), (status = 401, body = ErrorResponse)))]
+async fn login(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Json(l): Json<Login>,
+) -> ApiResult<Response> {
+    let auth = state
+        .auth
+        .clone()
+        .ok_or_else(|| ApiErr::not_found("the management API (authentication is off)"))?;
+    let p = auth
+        .authenticate(&l.username, &l.password, addr.ip())
+        .await?;
+    let (secret, ttl) = auth
+        .start_session(&p)
+        .await
+        .map_err(|_| ApiErr::forbidden())?;
+    auth.audit(
+        &p,
+        "session.start",
+        &l.username,
+        &addr.ip().to_string(),
+        None,
+    )
+    .await;
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        ttl.as_secs()
+    );
+    let me = Me {
+        kind: "user".into(),
+        name: l.username,
+        site_admin: p.is_site_admin(),
+    };
+    let mut r = (StatusCode::CREATED, Json(me)).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// Ends the web session.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "users", responses((status = 204)))]
+async fn logout(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    parts: Parts,
+) -> ApiResult<Response> {
+    let auth = state
+        .auth
+        .clone()
+        .ok_or_else(|| ApiErr::not_found("the management API (authentication is off)"))?;
+    if let Some(secret) = session_cookie(&parts) {
+        auth.end_session(&secret).await?;
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        http::header::SET_COOKIE,
+        http::HeaderValue::from_static(
+            "berth_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ),
+    );
+    Ok(r)
 }
 
 impl Caller {
@@ -997,6 +1110,8 @@ async fn audit_log(c: Caller, Query(q): Query<AuditParams>) -> ApiResult<Json<Au
     ),
     paths(
         me,
+        login,
+        logout,
         list_users,
         create_user,
         update_user,
@@ -1020,6 +1135,7 @@ async fn audit_log(c: Caller, Query(q): Query<AuditParams>) -> ApiResult<Json<Au
         audit_log
     ),
     components(schemas(
+        Login,
         ErrorResponse,
         ErrorDetail,
         Me,
@@ -1052,6 +1168,7 @@ async fn not_found() -> ApiErr {
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/v1/me", get(me))
+        .route("/api/v1/session", axum::routing::post(login).delete(logout))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{name}", axum::routing::patch(update_user))
         .route(
