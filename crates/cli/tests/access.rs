@@ -777,6 +777,33 @@ async fn failed_logins_are_throttled_and_alike() {
         throttled.is_some_and(|s| s > 0),
         "no 429 after repeated failures"
     );
+    // The same user from another address is not locked out by someone else's failures.
+    let elsewhere = Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = elsewhere
+        .get(format!("{}/auth/token", s.url()))
+        .basic_auth("reader", Some("a-long-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the real user at another address gets in"
+    );
+    let r = c
+        .get(format!("{}/auth/token", s.url()))
+        .basic_auth("reader", Some("another guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the throttled address stays throttled"
+    );
     // The logs never carry the passwords tried.
     let logs = s.stderr();
     assert!(!logs.contains("a-long-password") && !logs.contains(ADMIN_PASSWORD));
