@@ -406,6 +406,57 @@ async fn administration_through_the_api() {
             .all(|e| e["actor"] == "alice")
     );
     assert!(!by_alice["items"].as_array().unwrap().is_empty());
+    // By target, and by time: everything is after the start of the test and nothing after now.
+    let (_, on_robot) = api
+        .call(M::GET, "/api/v1/audit?target=acme%2Bci", ADMIN, None)
+        .await;
+    let on_robot: Vec<&str> = on_robot["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(on_robot, ["robot.revoke", "robot.create"], "newest first");
+    let first_at = log["items"].as_array().unwrap().last().unwrap()["at"]
+        .as_i64()
+        .unwrap();
+    let last_at = log["items"][0]["at"].as_i64().unwrap();
+    let (_, since) = api
+        .call(
+            M::GET,
+            &format!("/api/v1/audit?since={first_at}&limit=1000"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(
+        since["items"].as_array().unwrap().len(),
+        log["items"].as_array().unwrap().len()
+    );
+    let (_, future) = api
+        .call(
+            M::GET,
+            &format!("/api/v1/audit?since={}", last_at + 1),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert!(
+        future["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["at"].as_i64().unwrap() > last_at)
+    );
+    let (_, before) = api
+        .call(
+            M::GET,
+            &format!("/api/v1/audit?until={}", first_at - 1),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert!(before["items"].as_array().unwrap().is_empty());
     let (_, paged) = api.call(M::GET, "/api/v1/audit?limit=2", ADMIN, None).await;
     assert_eq!(paged["items"].as_array().unwrap().len(), 2);
     let before = paged["next"].as_i64().unwrap();
