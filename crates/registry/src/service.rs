@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_meta::{MetaStore, NewManifest, TagChange};
-use berth_oci::{Digest, Manifest, ManifestError, Reference, RepoName, Tag};
+use berth_oci::{Digest, Manifest, Reference, RepoName, Tag};
 use berth_storage::{BlobReader, ByteStream, FsStore, StorageError, UploadCursor};
 use bytes::Bytes;
 use serde::Serialize;
@@ -385,10 +385,8 @@ impl Registry {
                 limit: self.config.max_manifest_size,
             });
         }
-        let manifest = Manifest::parse(&bytes, content_type).map_err(|e| match e {
-            ManifestError::UnsupportedMediaType(_) => RegistryError::ManifestInvalid(e.to_string()),
-            e => RegistryError::ManifestInvalid(e.to_string()),
-        })?;
+        let manifest = Manifest::parse(&bytes, content_type)
+            .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
         let algorithm = match reference {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => berth_oci::Algorithm::Sha256,

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use fs::{BlobReader, FsStore};
-pub use stream::StreamError;
 
 /// A request body on its way to storage. Errors are the client's (disconnects, timeouts).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

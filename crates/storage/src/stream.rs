@@ -21,12 +21,6 @@ const WRITE_BUFFER: usize = 256 << 10;
 /// written, so the fsync before publishing finds little left to flush instead of the whole blob.
 const WRITEBACK_WINDOW: u64 = 8 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
 /// Hashes and appends `body` to `file` on a blocking thread. Returns the file, the hasher and how
 /// many bytes were written. Stops with `TooLarge` before writing past `limit` total bytes
 /// (counting `already` bytes that were in the file before).
