@@ -14,7 +14,15 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `BERTH_` prefix that are not configuration keys.
-const NOT_KEYS: &[&str] = &["ADMIN_PASSWORD", "LOG", "TARGET_DIR", "BIN"];
+const NOT_KEYS: &[&str] = &[
+    "ADMIN_PASSWORD",
+    "LOG",
+    "TARGET_DIR",
+    "BIN",
+    "PG_BIN",
+    "GARAGE_BIN",
+    "GARAGE_ROOT",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,15 +67,68 @@ impl Default for AuthSection {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// The local filesystem under `path`.
+    Fs,
+    /// S3-compatible object storage (AWS S3, MinIO, Ceph RGW, Garage, R2...).
+    S3,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Blob directory; default `<data_dir>/storage`.
+    pub kind: StorageKind,
+    /// fs: blob directory; default `<data_dir>/storage`.
     pub path: Option<PathBuf>,
-    /// fsync each blob (and its directory) before acknowledging it. Turning this off risks
+    /// fs: fsync each blob (and its directory) before acknowledging it. Turning this off risks
     /// losing recently acknowledged blobs on power loss or a kernel crash (never on a process
     /// crash); manifests referring to them would then fail to pull until re-pushed.
     pub fsync: bool,
+    /// s3: the endpoint URL; default AWS's for the region.
+    pub endpoint: Option<String>,
+    /// s3: the bucket.
+    pub bucket: Option<String>,
+    /// s3: the region.
+    pub region: String,
+    /// s3: a key prefix inside the bucket.
+    pub prefix: String,
+    /// s3: credentials; default from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and the rest
+    /// of the usual AWS environment).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// s3: multipart part size in bytes (at least 5 MiB).
+    pub part_size: usize,
+    /// s3: address buckets as virtual hosts (`bucket.endpoint`) rather than paths.
+    pub virtual_hosted_style: bool,
+    /// Answer blob downloads with a redirect (307) to a presigned URL of the object store, so
+    /// the bytes do not pass through the registry.
+    pub redirect: bool,
+    /// Lifetime of those URLs, in seconds.
+    pub redirect_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("fsync", &self.fsync)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            // Never printed: configuration may be logged.
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("part_size", &self.part_size)
+            .field("redirect", &self.redirect)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -112,8 +173,19 @@ impl Default for Config {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            kind: StorageKind::Fs,
             path: None,
             fsync: true,
+            endpoint: None,
+            bucket: None,
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            access_key_id: None,
+            secret_access_key: None,
+            part_size: 8 << 20,
+            virtual_hosted_style: false,
+            redirect: false,
+            redirect_ttl_secs: 300,
         }
     }
 }
@@ -191,6 +263,28 @@ impl Config {
             !self.auth.service.is_empty(),
             "auth.service must not be empty"
         );
+        if self.storage.kind == StorageKind::S3 {
+            anyhow::ensure!(
+                self.storage
+                    .bucket
+                    .as_deref()
+                    .is_some_and(|b| !b.is_empty()),
+                "storage.bucket is required when storage.kind is \"s3\""
+            );
+            anyhow::ensure!(
+                self.storage.part_size >= berth_storage::MIN_PART_SIZE,
+                "storage.part_size must be at least {} bytes (S3's minimum part size)",
+                berth_storage::MIN_PART_SIZE
+            );
+        }
+        anyhow::ensure!(
+            !self.storage.redirect || self.storage.kind == StorageKind::S3,
+            "storage.redirect needs storage.kind = \"s3\""
+        );
+        anyhow::ensure!(
+            (1..=7 * 24 * 3600).contains(&self.storage.redirect_ttl_secs),
+            "storage.redirect_ttl_secs must be between 1 and 604800 (S3's longest)"
+        );
         Ok(())
     }
 
@@ -199,6 +293,20 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("storage"))
+    }
+
+    pub fn s3_config(&self) -> berth_storage::S3Config {
+        let s = &self.storage;
+        berth_storage::S3Config {
+            endpoint: s.endpoint.clone(),
+            bucket: s.bucket.clone().unwrap_or_default(),
+            region: s.region.clone(),
+            prefix: s.prefix.clone(),
+            access_key_id: s.access_key_id.clone(),
+            secret_access_key: s.secret_access_key.clone(),
+            part_size: s.part_size,
+            virtual_hosted_style: s.virtual_hosted_style,
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -133,18 +133,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
 
     let meta = open_meta(&config).await?;
-    let blobs = berth_storage::FsStore::open(config.storage_path(), config.storage.fsync)
-        .with_context(|| {
-            format!(
-                "opening blob storage at {}",
-                config.storage_path().display()
-            )
-        })?;
-    if !config.storage.fsync {
-        tracing::warn!(
-            "storage.fsync is off: blobs acknowledged shortly before a power loss may be lost"
-        );
-    }
+    let blobs: berth_storage::BlobStore = match config.storage.kind {
+        config::StorageKind::Fs => {
+            let fs = berth_storage::FsStore::open(config.storage_path(), config.storage.fsync)
+                .with_context(|| {
+                    format!(
+                        "opening blob storage at {}",
+                        config.storage_path().display()
+                    )
+                })?;
+            if !config.storage.fsync {
+                tracing::warn!(
+                    "storage.fsync is off: blobs acknowledged shortly before a power loss may be lost"
+                );
+            }
+            fs.into()
+        }
+        config::StorageKind::S3 => berth_storage::S3Store::open(&config.s3_config())
+            .context("opening S3 blob storage")?
+            .into(),
+    };
     let (authorizer, auth): (Arc<dyn berth_server::Authorizer>, _) = if config.auth.enabled {
         let auth =
             Arc::new(berth_auth::AuthService::start(meta.clone(), auth_config(&config)).await?);
@@ -173,6 +181,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_manifest_size: config.limits.max_manifest_bytes,
             max_blob_size: config.limits.max_blob_bytes,
             upload_expiry: Duration::from_secs(config.uploads.expiry_secs),
+            redirect_ttl: config
+                .storage
+                .redirect
+                .then(|| Duration::from_secs(config.storage.redirect_ttl_secs)),
             ..Default::default()
         },
     ));

@@ -20,10 +20,16 @@ enum Target {
     Peer(PeerRegistry),
 }
 
+thread_local! {
+    /// Set by the `scale_out` copies of the tests: Berth runs on PostgreSQL and S3 (Garage).
+    static SCALE_OUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Target {
     fn start() -> Target {
         match std::env::var("BERTH_CLIENTS_TARGET").as_deref() {
             Ok("peer") => Target::Peer(PeerRegistry::start()),
+            Ok("berth") | Err(_) if SCALE_OUT.get() => Target::Berth(TestServer::start_scale_out()),
             Ok("berth") | Err(_) => Target::Berth(TestServer::start()),
             Ok(other) => panic!("BERTH_CLIENTS_TARGET must be `berth` or `peer`, not {other:?}"),
         }
@@ -790,4 +796,32 @@ fn podman_pulls_each_platform_of_an_index() {
             )
         );
     }
+}
+
+/// The same client tests against Berth in its scale-out configuration: PostgreSQL for metadata
+/// and S3 (a real Garage node) for blobs.
+mod scale_out {
+    macro_rules! scale_out {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    super::SCALE_OUT.set(true);
+                    super::$name();
+                }
+            )*
+        };
+    }
+
+    scale_out!(
+        skopeo_push_by_tag_then_pull_back_by_tag_and_digest,
+        skopeo_copy_all_multi_platform_index,
+        skopeo_copy_as_docker_schema2,
+        skopeo_inspect_image,
+        skopeo_list_tags,
+        skopeo_delete_removes_manifest,
+        skopeo_copy_between_repositories_mounts_blobs,
+        podman_pull_tag_push_and_pull_back,
+        podman_pulls_each_platform_of_an_index,
+    );
 }

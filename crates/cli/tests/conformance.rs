@@ -99,6 +99,24 @@ async fn binary_postgres() -> Ctx {
     }
 }
 
+/// The scale-out configuration: PostgreSQL and S3 (Garage), with token auth.
+async fn binary_postgres_s3() -> Ctx {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let server = tokio::task::spawn_blocking(move || {
+        let env = common::scale_out_env();
+        common::TestServer::start_with_env(&data, &[], &common::env_refs(&env))
+    })
+    .await
+    .unwrap();
+    Ctx {
+        c: Client::new(),
+        base: server.url(),
+        creds: Some(("admin".into(), common::ADMIN_PASSWORD.into())),
+        _guard: Box::new((server, dir)),
+    }
+}
+
 struct Resp {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
@@ -1372,6 +1390,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::binary_postgres().await).await;
+                }
+            )*
+        }
+        mod binary_postgres_s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::binary_postgres_s3().await).await;
                 }
             )*
         }

@@ -17,6 +17,7 @@
 //! it needs deleted by a concurrent commit) is run again.
 
 pub mod auth;
+pub mod jobs;
 
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -131,8 +132,18 @@ pub struct UploadRow {
     pub repo: String,
     pub offset: u64,
     pub hash_state: Option<Vec<u8>>,
+    /// The storage backend's own session state (JSON), if it keeps any.
+    pub storage_state: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A blob as a repository sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub size: u64,
+    /// Where storage keeps it, when not at its canonical key.
+    pub location: Option<String>,
 }
 
 /// What happened to a tag when a manifest was stored under it.
@@ -331,21 +342,48 @@ impl MetaStore {
 
     /// Records that a verified blob is stored, and links it to a repository (created if new).
     pub async fn link_blob(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
+        self.link_blob_at(repo, digest, size, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like `link_blob`, for a blob stored at `location` rather than its canonical key. Returns
+    /// the location now recorded for the blob: another upload of the same digest may have been
+    /// recorded first, and then the caller's copy is redundant.
+    pub async fn link_blob_at(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        location: Option<&str>,
+    ) -> Result<Option<String>> {
         let _g = self.gate().await;
-        self.retrying(|| self.link_blob_once(repo, digest, size))
+        self.retrying(|| self.link_blob_once(repo, digest, size, location))
             .await
     }
 
-    async fn link_blob_once(&self, repo: &str, digest: &str, size: u64) -> Result<()> {
+    async fn link_blob_once(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        location: Option<&str>,
+    ) -> Result<Option<String>> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+        sqlx::query("INSERT INTO blobs (digest, size, created_at, location) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
             .bind(size as i64)
             .bind(now)
+            .bind(location)
             .execute(&mut *tx)
             .await?;
+        let recorded: Option<String> = sqlx::query("SELECT location FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
         sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(repo_id)
             .bind(digest)
@@ -353,7 +391,7 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(recorded)
     }
 
     /// Links a blob that `from` can see into `to`. Returns its size, or `None` (and changes
@@ -408,6 +446,25 @@ impl MetaStore {
         })
     }
 
+    /// The size and location of a blob if the repository can see it.
+    pub async fn blob_entry(&self, repo: &str, digest: &str) -> Result<Option<BlobEntry>> {
+        let row = sqlx::query(
+            "SELECT b.size, b.location FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id \
+             JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(BlobEntry {
+                size: r.try_get::<i64, _>(0)? as u64,
+                location: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Removes a repository's link to a blob. The bytes stay until garbage collection finds no
     /// link and no manifest referencing them.
     pub async fn unlink_blob(&self, repo: &str, digest: &str) -> Result<bool> {
@@ -442,19 +499,42 @@ impl MetaStore {
     ) -> Result<TagChange> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo, now).await?;
         // Tagging a manifest the repository already holds (the common case of a retag) needs
         // none of the checks: they were made when it was first stored.
-        let exists_query = format!(
-            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
-            self.key_share()
-        );
-        let exists = sqlx::query(&exists_query)
-            .bind(repo_id)
-            .bind(&m.digest)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        let (repo_id, exists) = match self.dialect {
+            // One statement for both questions: SQLite's writers are serialised by the gate,
+            // so nothing can delete the manifest between this read and the commit.
+            Dialect::Sqlite => {
+                let row = sqlx::query(
+                    "SELECT r.id, EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id AND m.digest = $2) \
+                     FROM repositories r WHERE r.name = $1",
+                )
+                .bind(repo)
+                .bind(&m.digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    Some(r) => (r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)? != 0),
+                    None => (ensure_repo(&mut tx, repo, now).await?, false),
+                }
+            }
+            // PostgreSQL writers run concurrently: the manifest row is locked against deletion
+            // until this transaction commits.
+            Dialect::Postgres => {
+                let repo_id = ensure_repo(&mut tx, repo, now).await?;
+                let exists_query = format!(
+                    "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
+                    self.key_share()
+                );
+                let exists = sqlx::query(&exists_query)
+                    .bind(repo_id)
+                    .bind(&m.digest)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                (repo_id, exists)
+            }
+        };
         if !exists {
             let blob_query = format!(
                 "SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2{}",
@@ -684,7 +764,7 @@ impl MetaStore {
 
     pub async fn get_upload(&self, id: &str) -> Result<Option<UploadRow>> {
         let row = sqlx::query(
-            "SELECT id, repo, offset_bytes, hash_state, created_at, updated_at FROM uploads WHERE id = $1",
+            "SELECT id, repo, offset_bytes, hash_state, created_at, updated_at, storage_state FROM uploads WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -697,21 +777,29 @@ impl MetaStore {
                 hash_state: r.try_get(3)?,
                 created_at: r.try_get(4)?,
                 updated_at: r.try_get(5)?,
+                storage_state: r.try_get(6)?,
             })
         })
         .transpose()
     }
 
     /// Saves an upload's progress and hash state after a chunk.
-    pub async fn update_upload(&self, id: &str, offset: u64, hash_state: &[u8]) -> Result<()> {
+    pub async fn update_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        hash_state: &[u8],
+        storage_state: Option<&str>,
+    ) -> Result<()> {
         let _g = self.gate().await;
         sqlx::query(
-            "UPDATE uploads SET offset_bytes = $2, hash_state = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE uploads SET offset_bytes = $2, hash_state = $3, updated_at = $4, storage_state = $5 WHERE id = $1",
         )
         .bind(id)
         .bind(offset as i64)
         .bind(hash_state)
         .bind(now_millis())
+        .bind(storage_state)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -739,6 +827,41 @@ impl MetaStore {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now. Returns whether
+    /// `holder` holds it: true when it was free, expired, or already `holder`'s.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let _g = self.gate().await;
+        let now = now_millis();
+        let row = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives a lease up, if `holder` holds it, so another replica need not wait for it to expire.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let _g = self.gate().await;
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Whether an upload session with this id exists.
@@ -780,6 +903,21 @@ async fn set_tag(
     digest: &str,
     now: i64,
 ) -> Result<TagChange> {
+    // A new tag is the common case (a CI pipeline tagging each build): try it first, so it costs
+    // one statement; an existing tag falls through to the compare-and-swap below.
+    let inserted = sqlx::query(
+        "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (repo_id, name) DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(tag)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() > 0 {
+        return Ok(TagChange::Created);
+    }
     loop {
         let old: Option<String> =
             sqlx::query("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")

@@ -148,6 +148,13 @@ async fn catalog_referrers_and_mounts(store: MetaStore) {
         Some(1)
     );
     assert_eq!(store.blob_in_repo("new/repo", B1).await.unwrap(), Some(1));
+    assert_eq!(
+        store.blob_entry("new/repo", B1).await.unwrap(),
+        Some(berth_meta::BlobEntry {
+            size: 1,
+            location: None
+        })
+    );
     assert_eq!(store.mount_blob("a", "other", B2).await.unwrap(), None);
     assert!(!store.repo_exists("other").await.unwrap());
     store
@@ -174,9 +181,15 @@ async fn upload_sessions(store: MetaStore) {
         (row.repo.as_str(), row.offset, row.hash_state),
         ("acme/app", 0, None)
     );
-    store.update_upload("u1", 42, &[1, 2, 3]).await.unwrap();
+    store
+        .update_upload("u1", 42, &[1, 2, 3], Some("{}"))
+        .await
+        .unwrap();
     let row = store.get_upload("u1").await.unwrap().unwrap();
-    assert_eq!((row.offset, row.hash_state), (42, Some(vec![1, 2, 3])));
+    assert_eq!(
+        (row.offset, row.hash_state, row.storage_state.as_deref()),
+        (42, Some(vec![1, 2, 3]), Some("{}"))
+    );
     assert_eq!(
         store
             .stale_uploads(berth_meta::now_millis() + 1000, 10)
@@ -412,6 +425,191 @@ async fn failed_and_cancelled_writes_release_the_database(store: MetaStore) {
     assert_eq!(store.catalog(None, 1000).await.unwrap().len(), 81);
 }
 
+/// A blob stored away from its canonical key keeps its location; the first upload of a digest
+/// to be recorded wins, and later ones learn where the blob is so they can drop their copy.
+async fn blob_locations(store: MetaStore) {
+    assert_eq!(
+        store
+            .link_blob_at("r", B1, 7, Some("data/first"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("data/first")
+    );
+    assert_eq!(
+        store
+            .link_blob_at("s", B1, 7, Some("data/second"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("data/first")
+    );
+    for repo in ["r", "s"] {
+        assert_eq!(
+            store.blob_entry(repo, B1).await.unwrap(),
+            Some(berth_meta::BlobEntry {
+                size: 7,
+                location: Some("data/first".into())
+            })
+        );
+    }
+    assert_eq!(store.link_blob_at("r", B2, 3, None).await.unwrap(), None);
+    assert_eq!(store.blob_entry("t", B1).await.unwrap(), None);
+}
+
+/// A lease is held by one holder at a time, renewable by it, and free for others once expired
+/// or released; racing takers get it exactly once.
+async fn leases(store: MetaStore) {
+    use std::time::Duration;
+    let long = Duration::from_secs(60);
+    assert!(store.try_lease("job", "a", long).await.unwrap());
+    assert!(!store.try_lease("job", "b", long).await.unwrap());
+    assert!(store.try_lease("job", "a", long).await.unwrap(), "renewal");
+    assert!(store.try_lease("other", "b", long).await.unwrap());
+    store.release_lease("job", "b").await.unwrap();
+    assert!(
+        !store.try_lease("job", "b", long).await.unwrap(),
+        "b never held it"
+    );
+    store.release_lease("job", "a").await.unwrap();
+    assert!(
+        store
+            .try_lease("job", "b", Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(store.try_lease("job", "c", long).await.unwrap(), "expired");
+
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        racers.push(tokio::spawn(async move {
+            s.try_lease("race", &format!("r{i}"), long).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for r in racers {
+        won += r.await.unwrap() as usize;
+    }
+    assert_eq!(won, 1);
+}
+
+/// Jobs: one pending job per key; claims never hand one job to two workers; a lost lease is
+/// taken over, and the old holder can no longer finish; failures retry later or give up.
+async fn job_queue(store: MetaStore) {
+    use std::time::Duration;
+    let lease = Duration::from_secs(60);
+    assert!(
+        store
+            .enqueue_job("scan", "r@sha256:1", Some("{}"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.enqueue_job("scan", "r@sha256:1", None).await.unwrap(),
+        "already pending"
+    );
+    assert!(store.enqueue_job("scan", "r@sha256:2", None).await.unwrap());
+    assert!(
+        store
+            .enqueue_job("other", "r@sha256:1", None)
+            .await
+            .unwrap()
+    );
+
+    let j1 = store.claim_job("scan", "w1", lease).await.unwrap().unwrap();
+    assert_eq!(
+        (j1.key.as_str(), j1.payload.as_deref(), j1.attempts),
+        ("r@sha256:1", Some("{}"), 1)
+    );
+    assert!(
+        !store.enqueue_job("scan", "r@sha256:1", None).await.unwrap(),
+        "running counts as pending"
+    );
+    let j2 = store.claim_job("scan", "w2", lease).await.unwrap().unwrap();
+    assert_eq!(j2.key, "r@sha256:2");
+    assert_eq!(store.claim_job("scan", "w3", lease).await.unwrap(), None);
+
+    assert!(store.finish_job(j1.id, "w1").await.unwrap());
+    assert!(
+        !store.finish_job(j1.id, "w1").await.unwrap(),
+        "finished once"
+    );
+    assert!(
+        store.enqueue_job("scan", "r@sha256:1", None).await.unwrap(),
+        "done jobs may be queued again"
+    );
+
+    // A failure with a retry comes back later; without one it is given up.
+    assert!(
+        store
+            .fail_job(j2.id, "w2", "boom", Some(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.job_state("scan", "r@sha256:2").await.unwrap(),
+        Some(("queued".into(), Some("boom".into())))
+    );
+    let j3 = store.claim_job("scan", "w1", lease).await.unwrap().unwrap();
+    assert_eq!(j3.key, "r@sha256:1", "the delayed retry is not due yet");
+    assert!(store.fail_job(j3.id, "w1", "fatal", None).await.unwrap());
+    let counts = store.job_counts("scan").await.unwrap();
+    assert_eq!((counts.queued, counts.done, counts.failed), (1, 1, 1));
+
+    // An expired lease is taken over; the old holder can neither renew nor finish.
+    store.enqueue_job("lease", "k", None).await.unwrap();
+    let old = store
+        .claim_job("lease", "dead", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let new = store
+        .claim_job("lease", "alive", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((new.id, new.attempts), (old.id, 2));
+    assert!(!store.renew_job(old.id, "dead", lease).await.unwrap());
+    assert!(!store.finish_job(old.id, "dead").await.unwrap());
+    assert!(store.renew_job(new.id, "alive", lease).await.unwrap());
+    assert!(store.finish_job(new.id, "alive").await.unwrap());
+
+    // Many workers racing over many jobs: each job is claimed exactly once.
+    for i in 0..40 {
+        store
+            .enqueue_job("race", &format!("k{i}"), None)
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let s = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(j) = s
+                .claim_job("race", &format!("w{w}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+            {
+                got.push(j.key.clone());
+                assert!(s.finish_job(j.id, &format!("w{w}")).await.unwrap());
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 40);
+    assert_eq!(store.job_counts("race").await.unwrap().done, 40);
+}
+
 macro_rules! suite {
     ($($backend:ident),*: $tests:tt) => {
         $( suite!(@backend $backend $tests); )*
@@ -439,6 +637,9 @@ suite!(sqlite, postgres: [
     concurrent_tag_pushes,
     concurrent_pushes_and_deletes,
     failed_and_cancelled_writes_release_the_database,
+    blob_locations,
+    leases,
+    job_queue,
 ]);
 
 #[tokio::test]
@@ -500,7 +701,10 @@ async fn postgres_keeps_bytes_exact() {
         store.get_upload("u").await.unwrap().unwrap().hash_state,
         None
     );
-    store.update_upload("u", u64::MAX >> 1, &all).await.unwrap();
+    store
+        .update_upload("u", u64::MAX >> 1, &all, None)
+        .await
+        .unwrap();
     let row = store.get_upload("u").await.unwrap().unwrap();
     assert_eq!((row.offset, row.hash_state), (u64::MAX >> 1, Some(all)));
 }

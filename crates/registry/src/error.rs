@@ -70,6 +70,8 @@ impl From<StorageError> for RegistryError {
             StorageError::Body(e) => RegistryError::BodyIncomplete(e.to_string()),
             StorageError::Full => RegistryError::StorageFull,
             StorageError::Io(e) => RegistryError::Internal(format!("storage: {e}")),
+            StorageError::Unavailable(e) => RegistryError::Unavailable(format!("storage: {e}")),
+            StorageError::Config(e) => RegistryError::Internal(format!("storage: {e}")),
         }
     }
 }

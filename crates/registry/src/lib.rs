@@ -10,7 +10,7 @@ mod expiry;
 mod service;
 
 pub use berth_meta::MetaStore;
-pub use berth_storage::{BlobReader, ByteStream, FsStore};
+pub use berth_storage::{BlobReader, BlobStore, ByteStream, FsStore, S3Config, S3Store};
 pub use error::{RegistryError, Result};
 pub use expiry::UploadExpiry;
 pub use service::{

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_meta::{MetaStore, NewManifest, TagChange};
 use berth_oci::{Digest, Manifest, Reference, RepoName, Tag};
-use berth_storage::{BlobReader, ByteStream, FsStore, StorageError, UploadCursor};
+use berth_storage::{BlobReader, BlobStore, ByteStream, StorageError, UploadCursor};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -23,6 +23,9 @@ pub struct RegistryConfig {
     pub upload_expiry: Duration,
     /// Memory given to hot manifests.
     pub manifest_cache_bytes: u64,
+    /// When set, blob downloads are redirected to a URL of the object store valid this long
+    /// (if the storage backend can sign one).
+    pub redirect_ttl: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -32,6 +35,7 @@ impl Default for RegistryConfig {
             max_blob_size: 1 << 40,
             upload_expiry: Duration::from_secs(24 * 3600),
             manifest_cache_bytes: 32 << 20,
+            redirect_ttl: None,
         }
     }
 }
@@ -114,14 +118,15 @@ impl Drop for SessionGuard<'_> {
 
 pub struct Registry {
     meta: MetaStore,
-    blobs: FsStore,
+    blobs: BlobStore,
     config: RegistryConfig,
     sessions: SessionLocks,
     cache: ManifestCache,
 }
 
 impl Registry {
-    pub fn new(meta: MetaStore, blobs: FsStore, config: RegistryConfig) -> Registry {
+    pub fn new(meta: MetaStore, blobs: impl Into<BlobStore>, config: RegistryConfig) -> Registry {
+        let blobs = blobs.into();
         // Tags may be cached only when no other process writes the same metadata.
         let cache_tags = meta.dialect() == berth_meta::Dialect::Sqlite;
         let cache = ManifestCache::new(config.manifest_cache_bytes, cache_tags);
@@ -134,17 +139,28 @@ impl Registry {
         }
     }
 
+    /// The metadata store, for background workers that coordinate through it.
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }
 
     /// Checks that metadata and storage answer.
     pub async fn ready(&self) -> Result<()> {
-        self.meta.ping().await?;
-        self.blobs
-            .list_uploads()
+        // Bounded, so that a backend that hangs reads as not ready rather than hanging the probe.
+        const PROBE: Duration = Duration::from_secs(3);
+        let timed_out = |what: &str| {
+            RegistryError::Unavailable(format!("{what} did not answer within {PROBE:?}"))
+        };
+        tokio::time::timeout(PROBE, self.meta.ping())
             .await
-            .map(|_| ())
+            .map_err(|_| timed_out("the database"))??;
+        tokio::time::timeout(PROBE, self.blobs.ready())
+            .await
+            .map_err(|_| timed_out("blob storage"))?
             .map_err(RegistryError::from)
     }
 
@@ -164,14 +180,43 @@ impl Registry {
 
     /// Opens a blob the repository can see.
     pub async fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobReader> {
-        self.stat_blob(repo, digest).await?;
-        match self.blobs.open_blob(digest).await? {
+        let entry = self.blob_entry(repo, digest).await?;
+        match self
+            .blobs
+            .open_blob(digest, entry.location.as_deref(), entry.size)
+            .await?
+        {
             Some(r) => Ok(r),
             None => {
                 tracing::error!(%digest, "blob is linked in metadata but missing from storage");
                 Err(RegistryError::BlobUnknown(digest.to_string()))
             }
         }
+    }
+
+    async fn blob_entry(&self, repo: &RepoName, digest: &Digest) -> Result<berth_meta::BlobEntry> {
+        self.meta
+            .blob_entry(repo.as_str(), &digest.to_string())
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.to_string()))
+    }
+
+    /// Where a client may download a blob the repository can see directly from the object
+    /// store, when redirects are configured and the backend can sign URLs.
+    pub async fn blob_redirect(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(u64, url::Url)>> {
+        let Some(ttl) = self.config.redirect_ttl else {
+            return Ok(None);
+        };
+        let entry = self.blob_entry(repo, digest).await?;
+        Ok(self
+            .blobs
+            .presigned_get(digest, entry.location.as_deref(), ttl)
+            .await?
+            .map(|u| (entry.size, u)))
     }
 
     /// Removes the repository's link to a blob.
@@ -222,7 +267,17 @@ impl Registry {
         };
         // Metadata said the source has it; make sure the bytes are really there before the
         // target repository starts relying on them.
-        if self.blobs.blob_size(digest).await?.is_none() {
+        let location = self
+            .meta
+            .blob_entry(repo.as_str(), &d)
+            .await?
+            .and_then(|e| e.location);
+        if self
+            .blobs
+            .blob_size(digest, location.as_deref())
+            .await?
+            .is_none()
+        {
             tracing::error!(%digest, "blob is linked in metadata but missing from storage");
             self.meta.unlink_blob(repo.as_str(), &d).await?;
             return Ok(None);
@@ -252,12 +307,16 @@ impl Registry {
         row.hash_state.as_ref().map(|h| UploadCursor {
             offset: row.offset,
             hash_state: h.clone(),
+            storage_state: row.storage_state.clone(),
         })
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadProgress> {
-        self.session(repo, id).await?;
-        let offset = self.blobs.upload_offset(id).await?;
+        let row = self.session(repo, id).await?;
+        let offset = self
+            .blobs
+            .upload_offset(id, Self::cursor(&row).as_ref())
+            .await?;
         Ok(UploadProgress {
             id: id.to_owned(),
             offset,
@@ -285,7 +344,12 @@ impl Registry {
             )
             .await?;
         self.meta
-            .update_upload(id, cursor.offset, &cursor.hash_state)
+            .update_upload(
+                id,
+                cursor.offset,
+                &cursor.hash_state,
+                cursor.storage_state.as_deref(),
+            )
             .await?;
         Ok(UploadProgress {
             id: id.to_owned(),
@@ -316,11 +380,25 @@ impl Registry {
             )
             .await;
         match finished {
-            Ok(size) => {
-                self.meta
-                    .link_blob(repo.as_str(), &digest.to_string(), size)
+            Ok((size, location)) => {
+                let recorded = self
+                    .meta
+                    .link_blob_at(
+                        repo.as_str(),
+                        &digest.to_string(),
+                        size,
+                        location.as_deref(),
+                    )
                     .await?;
                 self.meta.delete_upload(id).await?;
+                if let Some(mine) = location
+                    && recorded.as_deref() != Some(mine.as_str())
+                {
+                    // The same bytes were already stored by another upload; drop this copy.
+                    if let Err(e) = self.blobs.delete_blob(digest, Some(&mine)).await {
+                        tracing::warn!(%digest, error = %e, "could not remove a redundant copy of a blob");
+                    }
+                }
                 Ok(size)
             }
             Err(e @ StorageError::DigestMismatch { .. }) => {
@@ -334,9 +412,11 @@ impl Registry {
 
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
         let _lock = self.sessions.lock(id).await;
-        self.session(repo, id).await?;
+        let row = self.session(repo, id).await?;
         self.meta.delete_upload(id).await?;
-        self.blobs.delete_upload(id).await?;
+        self.blobs
+            .delete_upload(id, Self::cursor(&row).as_ref())
+            .await?;
         Ok(())
     }
 
@@ -353,7 +433,12 @@ impl Registry {
             }
             for id in &stale {
                 let _lock = self.sessions.lock(id).await;
-                self.blobs.delete_upload(id).await?;
+                let cursor = self
+                    .meta
+                    .get_upload(id)
+                    .await?
+                    .and_then(|row| Self::cursor(&row));
+                self.blobs.delete_upload(id, cursor.as_ref()).await?;
                 self.meta.delete_upload(id).await?;
                 removed += 1;
             }
@@ -362,7 +447,7 @@ impl Registry {
         for (name, modified) in self.blobs.list_uploads().await? {
             let old = now.duration_since(modified).unwrap_or_default() > expiry;
             if old && !self.meta.upload_exists(&name).await? {
-                self.blobs.delete_upload(&name).await?;
+                self.blobs.delete_upload(&name, None).await?;
                 removed += 1;
             }
         }

@@ -395,6 +395,13 @@ async fn get_blob(
     headers: &HeaderMap,
     with_body: bool,
 ) -> Result<Response> {
+    if with_body && let Some((_, url)) = state.registry.blob_redirect(name, d).await? {
+        // The bytes come from the object store itself; the client repeats its Range there.
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        header(&mut resp, "location", url.as_str());
+        header(&mut resp, DIGEST_HEADER, &d.to_string());
+        return Ok(resp);
+    }
     let reader = state.registry.open_blob(name, d).await?;
     let len = reader.len();
     let range = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {

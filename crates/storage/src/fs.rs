@@ -77,9 +77,9 @@ impl FsStore {
     }
 
     /// Opens a published blob for reading.
-    pub async fn open_blob(&self, d: &Digest) -> Result<Option<BlobReader>> {
+    pub async fn open_blob(&self, d: &Digest) -> Result<Option<MappedBlob>> {
         let path = self.blob_path(d);
-        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Option<BlobReader>> {
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Option<MappedBlob>> {
             let file = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -87,14 +87,14 @@ impl FsStore {
             };
             let len = file.metadata()?.len();
             if len == 0 {
-                return Ok(Some(BlobReader { map: None, len }));
+                return Ok(Some(MappedBlob { map: None, len }));
             }
             // SAFETY: published blob files are never modified or truncated: they are written
             // under another name and renamed into place, and removal only unlinks them, which
             // leaves an existing mapping valid.
             let map = unsafe { memmap2::Mmap::map(&file)? };
             let _ = map.advise(memmap2::Advice::Sequential);
-            Ok(Some(BlobReader {
+            Ok(Some(MappedBlob {
                 map: Some(Arc::new(map)),
                 len,
             }))
@@ -190,6 +190,7 @@ impl FsStore {
         Ok(UploadCursor {
             offset: len + written,
             hash_state: hasher.save(),
+            storage_state: None,
         })
     }
 
@@ -340,7 +341,7 @@ impl FsStore {
 /// A published blob, mapped into memory. Serving hands out slices of the mapping as `Bytes`
 /// without copying, so the only copy is the kernel's into the socket.
 #[derive(Clone)]
-pub struct BlobReader {
+pub struct MappedBlob {
     map: Option<Arc<memmap2::Mmap>>,
     len: u64,
 }
@@ -357,7 +358,7 @@ impl AsRef<[u8]> for MapSlice {
     }
 }
 
-impl BlobReader {
+impl MappedBlob {
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -1,10 +1,13 @@
-//! Blob and upload storage. Blobs are content-addressed files that appear only after their digest
-//! has been verified (write, fsync, rename); uploads are append-only files whose length is the
-//! truth about how much of an upload has been received.
+//! Blob and upload storage, on the local filesystem (`fs`) or S3-compatible object storage (`s3`),
+//! behind one `BlobStore`. Blobs are content-addressed and appear only after their digest has
+//! been verified (on the filesystem: write, fsync, rename; on S3: a put or a multipart upload
+//! completed only once the streamed bytes hashed right).
 //!
 //! This crate knows nothing about repositories: which repository may see which blob is metadata.
 
 mod fs;
+mod s3;
+mod store;
 mod stream;
 
 use std::pin::Pin;
@@ -12,7 +15,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 
-pub use fs::{BlobReader, FsStore};
+pub use fs::{FsStore, MappedBlob};
+pub use s3::{MIN_PART_SIZE, S3Config, S3Store};
+pub use store::{BlobReader, BlobStore};
 
 /// A request body on its way to storage. Errors are the client's (disconnects, timeouts).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -36,6 +41,11 @@ pub enum StorageError {
     Full,
     #[error("storage I/O failed: {0}")]
     Io(#[source] std::io::Error),
+    /// The object store could not be reached or refused to work; a retry later may succeed.
+    #[error("object storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<std::io::Error> for StorageError {
@@ -55,4 +65,7 @@ impl From<std::io::Error> for StorageError {
 pub struct UploadCursor {
     pub offset: u64,
     pub hash_state: Vec<u8>,
+    /// What else the backend needs to continue (for S3: the multipart upload and its parts), as
+    /// JSON; `None` for the filesystem, whose file is its own state.
+    pub storage_state: Option<String>,
 }

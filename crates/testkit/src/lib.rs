@@ -1,5 +1,7 @@
 //! Test-only helpers shared by the workspace's integration tests (`publish = false`).
 //!
+//! [`Garage`] (in `garage.rs`) runs a throwaway S3-compatible object store the same way.
+//!
 //! [`PgServer`] runs a throwaway PostgreSQL server: `initdb` into a temporary directory, the
 //! server on a free `127.0.0.1` port (its unix socket in the same directory), as an unprivileged
 //! OS user. [`PgServer::shared`] is the process's server, started on first use;
@@ -14,6 +16,10 @@
 //! `pg_ctl` and `postgres`), the first `PATH` directory holding all three, then the newest
 //! `/usr/lib/postgresql/<major>/bin` (Debian's `postgresql` package). Without them the tests fail
 //! with a message naming the package; they never skip.
+
+pub mod garage;
+
+pub use garage::Garage;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -132,6 +132,40 @@ pub fn admin_basic_auth() -> String {
 ///
 /// Dropping it kills the process (SIGKILL). When the test is panicking, the
 /// server's stderr is printed so failures come with the server's logs.
+/// Environment for a server on PostgreSQL (a fresh database on the process's shared server) and
+/// S3 (a fresh bucket on the process's shared Garage node): the scale-out configuration.
+/// Blocking: call from a blocking context.
+pub fn scale_out_env() -> Vec<(String, String)> {
+    let url = berth_testkit::PgServer::shared().create_database();
+    let g = berth_testkit::Garage::shared();
+    s3_env(g, &g.create_bucket(), url)
+}
+
+/// Environment for a server on database `url` and bucket `bucket` of Garage node `g`.
+pub fn s3_env(g: &berth_testkit::Garage, bucket: &str, url: String) -> Vec<(String, String)> {
+    [
+        ("BERTH_DATABASE__URL", url),
+        ("BERTH_STORAGE__KIND", "s3".into()),
+        ("BERTH_STORAGE__ENDPOINT", g.endpoint()),
+        ("BERTH_STORAGE__BUCKET", bucket.into()),
+        (
+            "BERTH_STORAGE__REGION",
+            berth_testkit::garage::REGION.into(),
+        ),
+        ("BERTH_STORAGE__PART_SIZE", (5u64 << 20).to_string()),
+        ("AWS_ACCESS_KEY_ID", g.access_key_id().into()),
+        ("AWS_SECRET_ACCESS_KEY", g.secret_access_key().into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Borrowed view of an owned environment list, for [`TestServer::start_with_env`].
+pub fn env_refs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
+    envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 pub struct TestServer {
     child: Option<Child>,
     addr: SocketAddr,
@@ -158,6 +192,19 @@ impl TestServer {
             .tempdir()
             .expect("create temp data dir");
         let mut server = TestServer::start_with(temp.path(), &[]);
+        server.temp = Some(temp);
+        server
+    }
+
+    /// Start a server on a fresh temporary data dir in the scale-out configuration: a fresh
+    /// PostgreSQL database and a fresh S3 bucket (see [`scale_out_env`]).
+    pub fn start_scale_out() -> TestServer {
+        let temp = tempfile::Builder::new()
+            .prefix("berth-data-")
+            .tempdir()
+            .expect("create temp data dir");
+        let env = scale_out_env();
+        let mut server = TestServer::start_with_env(temp.path(), &[], &env_refs(&env));
         server.temp = Some(temp);
         server
     }

@@ -1,0 +1,460 @@
+//! Several `berth serve` replicas on one PostgreSQL database and one S3 bucket (a real Garage
+//! node), as behind a load balancer: what one replica does, the others see at once; an upload
+//! may move between replicas chunk by chunk, and survives the replica that started it being
+//! killed; redirects hand out working presigned URLs; and an object store or database outage
+//! gives fast 503s and `/readyz` failures, then heals by itself.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+struct Cluster {
+    replicas: Vec<TestServer>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// `n` replicas sharing `env` (database and bucket), each with its own data dir.
+fn cluster(n: usize, env: &[(String, String)]) -> Cluster {
+    let mut dirs = Vec::new();
+    let mut replicas = Vec::new();
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        replicas.push(TestServer::start_with_env(dir.path(), &[], &env_refs(env)));
+        dirs.push(dir);
+    }
+    Cluster {
+        replicas,
+        _dirs: dirs,
+    }
+}
+
+/// A bearer token for `scope` from `server`, as the admin. Tokens are signed with the key in
+/// the shared database, so any replica accepts them.
+fn token(server: &TestServer, scope: &str) -> String {
+    let resp = http(
+        "GET",
+        &format!("{}/auth/token?service=berth&scope={scope}", server.url()),
+        &[("Authorization", &admin_basic_auth())],
+        None,
+    );
+    assert_eq!(resp.status, 200, "token: {}", resp.text());
+    resp.json()["token"].as_str().unwrap().to_owned()
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn location(base: &str, resp: &HttpResponse) -> String {
+    let l = resp.header("location").expect("a Location header");
+    if l.starts_with("http") {
+        l.to_owned()
+    } else {
+        format!("{base}{l}")
+    }
+}
+
+/// Moves an upload location from one replica to another, as a load balancer would.
+fn on(server: &TestServer, url: &str) -> String {
+    let path = &url[url.find("/v2/").expect("a /v2/ URL")..];
+    format!("{}{path}", server.url())
+}
+
+#[test]
+fn a_push_through_one_replica_is_pulled_through_another() {
+    let env = scale_out_env();
+    let c = cluster(2, &env);
+    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+    let client = ClientEnv::new();
+    client.log_in(&a.host(), "admin", ADMIN_PASSWORD);
+    client.log_in(&b.host(), "admin", ADMIN_PASSWORD);
+    let layout = build_test_layout(&client.subdir("src"), "replicas");
+    client.skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &layout.oci_ref(TestLayout::IMAGE_REF),
+        &format!("docker://{}/acme/app:v1", a.host()),
+    ]);
+    let out = client.subdir("pulled");
+    client.skopeo(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &format!("docker://{}/acme/app:v1", b.host()),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let pushed = layout_ref(&layout.path, TestLayout::IMAGE_REF);
+    let pulled = layout_ref(&out, "v1");
+    assert_eq!(pulled["digest"], pushed["digest"]);
+    let digest = pushed["digest"].as_str().unwrap();
+    assert_same_files(
+        &layout_files(&out, digest),
+        &layout_files(&layout.path, digest),
+    );
+    for r in &c.replicas {
+        assert!(
+            !r.data_dir().join("storage").exists(),
+            "blobs went to the object store, not the data dir"
+        );
+    }
+
+    // Tag listings and deletes are shared state too.
+    let t = token(b, "repository:acme/app:pull,delete");
+    let tags = http(
+        "GET",
+        &format!("{}/v2/acme/app/tags/list", b.url()),
+        &[("Authorization", &bearer(&t))],
+        None,
+    );
+    assert_eq!(tags.json()["tags"], serde_json::json!(["v1"]));
+    let del = http(
+        "DELETE",
+        &format!("{}/v2/acme/app/manifests/{digest}", b.url()),
+        &[("Authorization", &bearer(&t))],
+        None,
+    );
+    assert_eq!(del.status, 202, "{}", del.text());
+    let t = token(a, "repository:acme/app:pull");
+    let gone = http(
+        "GET",
+        &format!("{}/v2/acme/app/manifests/v1", a.url()),
+        &[("Authorization", &bearer(&t)), ("Accept", MANIFEST_ACCEPT)],
+        None,
+    );
+    assert_eq!(gone.status, 404, "deleted through B, still served by A");
+}
+
+#[test]
+fn an_upload_moves_between_replicas_chunk_by_chunk() {
+    let env = scale_out_env();
+    let c = cluster(3, &env);
+    let r = &c.replicas;
+    let t = token(&r[0], "repository:acme/chunks:push,pull");
+    let auth = bearer(&t);
+    let data = pseudo_random_bytes(7, 13 * MIB + 4321);
+    let digest = sha256_digest(&data);
+
+    let start = http(
+        "POST",
+        &format!("{}/v2/acme/chunks/blobs/uploads/", r[0].url()),
+        &[("Authorization", &auth), ("Content-Length", "0")],
+        None,
+    );
+    assert_eq!(start.status, 202, "{}", start.text());
+    let mut url = location(&r[0].url(), &start);
+    // Chunks that straddle the 5 MiB part size, each on the next replica.
+    let cuts = [0, 3 * MIB, 3 * MIB + 1, 8 * MIB, 11 * MIB];
+    for (i, w) in cuts.windows(2).enumerate() {
+        let replica = &r[(i + 1) % r.len()];
+        let range = format!("{}-{}", w[0], w[1] - 1);
+        let len = (w[1] - w[0]).to_string();
+        let resp = http(
+            "PATCH",
+            &on(replica, &url),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &range),
+                ("Content-Length", &len),
+            ],
+            Some(&data[w[0]..w[1]]),
+        );
+        assert_eq!(
+            resp.status,
+            202,
+            "PATCH {range} on replica {}: {}",
+            (i + 1) % 3,
+            resp.text()
+        );
+        assert_eq!(
+            resp.header("range"),
+            Some(format!("0-{}", w[1] - 1).as_str())
+        );
+        url = location(&replica.url(), &resp);
+        // Every replica reports the same progress.
+        for other in r {
+            let status = http("GET", &on(other, &url), &[("Authorization", &auth)], None);
+            assert_eq!(status.status, 204);
+            assert_eq!(
+                status.header("range"),
+                Some(format!("0-{}", w[1] - 1).as_str())
+            );
+        }
+    }
+    // A chunk that does not continue the upload is refused by any replica.
+    let stale = http(
+        "PATCH",
+        &on(&r[2], &url),
+        &[
+            ("Authorization", &auth),
+            ("Content-Range", "0-0"),
+            ("Content-Length", "1"),
+        ],
+        Some(b"x"),
+    );
+    assert_eq!(stale.status, 416);
+    let last = cuts[cuts.len() - 1];
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = format!("{}{sep}digest={digest}", on(&r[1], &url));
+    let done = http(
+        "PUT",
+        &put,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", &(data.len() - last).to_string()),
+        ],
+        Some(&data[last..]),
+    );
+    assert_eq!(done.status, 201, "{}", done.text());
+    for replica in r {
+        let got = http(
+            "GET",
+            &format!("{}/v2/acme/chunks/blobs/{digest}", replica.url()),
+            &[("Authorization", &auth)],
+            None,
+        );
+        assert_eq!(got.status, 200);
+        assert_same_bytes(&got.body, &data, "blob assembled across replicas");
+    }
+}
+
+/// A replica killed in the middle of a chunk leaves the session as it was before that chunk;
+/// another replica reports it and completes it.
+#[test]
+fn a_killed_replicas_upload_is_completed_by_another() {
+    let env = scale_out_env();
+    let mut c = cluster(2, &env);
+    let t = token(&c.replicas[0], "repository:acme/killed:push,pull");
+    let auth = bearer(&t);
+    let data = pseudo_random_bytes(9, 12 * MIB);
+    let digest = sha256_digest(&data);
+    let a = &c.replicas[0];
+    let start = http(
+        "POST",
+        &format!("{}/v2/acme/killed/blobs/uploads/", a.url()),
+        &[("Authorization", &auth), ("Content-Length", "0")],
+        None,
+    );
+    let url = location(&a.url(), &start);
+    let first = 6 * MIB;
+    let resp = http(
+        "PATCH",
+        &url,
+        &[
+            ("Authorization", &auth),
+            ("Content-Range", &format!("0-{}", first - 1)),
+            ("Content-Length", &first.to_string()),
+        ],
+        Some(&data[..first]),
+    );
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    let url = location(&a.url(), &resp);
+
+    // Half of the next chunk, then the replica dies with the request open.
+    use std::io::Write;
+    let rest = &url["http://".len()..];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut conn = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        conn,
+        "PATCH {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: {auth}\r\n\
+         Content-Range: {first}-{}\r\nContent-Length: {}\r\n\r\n",
+        data.len() - 1,
+        data.len() - first
+    )
+    .unwrap();
+    // Enough that the replica writes a part to S3 before it dies; the replica that continues
+    // writes that part again from the session's state.
+    conn.write_all(&data[first..first + 9 * MIB / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    c.replicas[0].kill9();
+    drop(conn);
+
+    let b = &c.replicas[1];
+    let status = http("GET", &on(b, &url), &[("Authorization", &auth)], None);
+    assert_eq!(status.status, 204, "{}", status.text());
+    assert_eq!(
+        status.header("range"),
+        Some(format!("0-{}", first - 1).as_str())
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let done = http(
+        "PUT",
+        &format!("{}{sep}digest={digest}", on(b, &url)),
+        &[
+            ("Authorization", &auth),
+            ("Content-Range", &format!("{first}-{}", data.len() - 1)),
+            ("Content-Length", &(data.len() - first).to_string()),
+        ],
+        Some(&data[first..]),
+    );
+    assert_eq!(done.status, 201, "{}", done.text());
+    let got = http(
+        "GET",
+        &format!("{}/v2/acme/killed/blobs/{digest}", b.url()),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_same_bytes(&got.body, &data, "blob completed after the kill");
+}
+
+/// With `storage.redirect`, blob GETs answer 307 to a presigned URL that serves the bytes
+/// (ranges too), HEADs are still answered by the registry, and skopeo follows the redirect.
+#[test]
+fn redirects_point_at_working_presigned_urls() {
+    let mut env = scale_out_env();
+    env.push(("BERTH_STORAGE__REDIRECT".into(), "true".into()));
+    env.push(("BERTH_STORAGE__REDIRECT_TTL_SECS".into(), "120".into()));
+    let c = cluster(1, &env);
+    let s = &c.replicas[0];
+    let t = token(s, "repository:acme/redir:push,pull");
+    let auth = bearer(&t);
+    let data = pseudo_random_bytes(3, 2 * MIB + 5);
+    let digest = sha256_digest(&data);
+    let put = http(
+        "POST",
+        &format!("{}/v2/acme/redir/blobs/uploads/?digest={digest}", s.url()),
+        &[
+            ("Authorization", &auth),
+            ("Content-Length", &data.len().to_string()),
+        ],
+        Some(&data),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let blob_url = format!("{}/v2/acme/redir/blobs/{digest}", s.url());
+    let head = http("HEAD", &blob_url, &[("Authorization", &auth)], None);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    let get = http("GET", &blob_url, &[("Authorization", &auth)], None);
+    assert_eq!(get.status, 307, "{}", get.text());
+    assert_eq!(get.header("docker-content-digest"), Some(digest.as_str()));
+    let presigned = get.header("location").unwrap().to_owned();
+    assert!(presigned.contains("X-Amz-Signature="), "{presigned}");
+    let direct = http("GET", &presigned, &[], None);
+    assert_eq!(direct.status, 200);
+    assert_same_bytes(&direct.body, &data, "bytes from the presigned URL");
+    let ranged = http("GET", &presigned, &[("Range", "bytes=100-199")], None);
+    assert_eq!(ranged.status, 206);
+    assert_same_bytes(
+        &ranged.body,
+        &data[100..200],
+        "range from the presigned URL",
+    );
+    // Unauthorised callers get no URL.
+    let anon = http("GET", &blob_url, &[], None);
+    assert_eq!(anon.status, 401);
+
+    let client = ClientEnv::new();
+    client.log_in(&s.host(), "admin", ADMIN_PASSWORD);
+    let layout = build_test_layout(&client.subdir("src"), "redirect");
+    client.skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &layout.oci_ref(TestLayout::IMAGE_REF),
+        &format!("docker://{}/acme/redir:v1", s.host()),
+    ]);
+    let out = client.subdir("pulled");
+    client.skopeo(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &format!("docker://{}/acme/redir:v1", s.host()),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let digest = layout_ref(&layout.path, TestLayout::IMAGE_REF)["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_same_files(
+        &layout_files(&out, &digest),
+        &layout_files(&layout.path, &digest),
+    );
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// While the object store is down, pushes and pulls fail fast with 503 `UNAVAILABLE`, and
+/// `/readyz` says so (while `/healthz` stays up); when it returns, everything works again
+/// without a restart. The same for the database.
+#[test]
+fn outages_fail_fast_and_heal() {
+    let garage = berth_testkit::Garage::start();
+    let pg = berth_testkit::PgServer::start();
+    let env = s3_env(&garage, &garage.create_bucket(), pg.create_database());
+    let c = cluster(1, &env);
+    let s = &c.replicas[0];
+    let t = token(s, "repository:acme/outage:push,pull");
+    let auth = bearer(&t);
+    let ready = || http("GET", &format!("{}/readyz", s.url()), &[], None);
+    assert_eq!(ready().status, 200);
+    let push = |seed: u64| {
+        let data = pseudo_random_bytes(seed, 64 << 10);
+        let digest = sha256_digest(&data);
+        let started = Instant::now();
+        let resp = http(
+            "POST",
+            &format!("{}/v2/acme/outage/blobs/uploads/?digest={digest}", s.url()),
+            &[
+                ("Authorization", &auth),
+                ("Content-Length", &data.len().to_string()),
+            ],
+            Some(&data),
+        );
+        (resp, started.elapsed())
+    };
+    let (ok, _) = push(1);
+    assert_eq!(ok.status, 201, "{}", ok.text());
+
+    garage.stop();
+    let (resp, took) = push(2);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.json()["errors"][0]["code"], "UNAVAILABLE");
+    assert!(took < Duration::from_secs(15), "failing took {took:?}");
+    let r = ready();
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("storage"), "{}", r.text());
+    assert_eq!(
+        http("GET", &format!("{}/healthz", s.url()), &[], None).status,
+        200
+    );
+    garage.start_again();
+    wait_for(
+        "readiness after the object store returns",
+        Duration::from_secs(30),
+        || ready().status == 200,
+    );
+    let (resp, _) = push(3);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+
+    pg.stop();
+    let (resp, took) = push(4);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert!(took < Duration::from_secs(15), "failing took {took:?}");
+    let r = ready();
+    assert_eq!(r.status, 503);
+    pg.start_again();
+    wait_for(
+        "readiness after the database returns",
+        Duration::from_secs(30),
+        || ready().status == 200,
+    );
+    let (resp, _) = push(5);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+}
