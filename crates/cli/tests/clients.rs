@@ -20,17 +20,31 @@ enum Target {
     Peer(PeerRegistry),
 }
 
+/// Where Berth keeps its state in a test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backends {
+    /// The embedded defaults: SQLite and the filesystem.
+    Embedded,
+    /// PostgreSQL and the filesystem.
+    Postgres,
+    /// PostgreSQL and S3 (a real Garage node): the scale-out configuration.
+    PostgresS3,
+}
+
 thread_local! {
-    /// Set by the `scale_out` copies of the tests: Berth runs on PostgreSQL and S3 (Garage).
-    static SCALE_OUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by the `postgres` and `scale_out` copies of the tests.
+    static BACKENDS: std::cell::Cell<Backends> = const { std::cell::Cell::new(Backends::Embedded) };
 }
 
 impl Target {
     fn start() -> Target {
         match std::env::var("BERTH_CLIENTS_TARGET").as_deref() {
             Ok("peer") => Target::Peer(PeerRegistry::start()),
-            Ok("berth") | Err(_) if SCALE_OUT.get() => Target::Berth(TestServer::start_scale_out()),
-            Ok("berth") | Err(_) => Target::Berth(TestServer::start()),
+            Ok("berth") | Err(_) => Target::Berth(match BACKENDS.get() {
+                Backends::Embedded => TestServer::start(),
+                Backends::Postgres => TestServer::start_postgres(),
+                Backends::PostgresS3 => TestServer::start_scale_out(),
+            }),
             Ok(other) => panic!("BERTH_CLIENTS_TARGET must be `berth` or `peer`, not {other:?}"),
         }
     }
@@ -798,30 +812,37 @@ fn podman_pulls_each_platform_of_an_index() {
     }
 }
 
-/// The same client tests against Berth in its scale-out configuration: PostgreSQL for metadata
-/// and S3 (a real Garage node) for blobs.
-mod scale_out {
-    macro_rules! scale_out {
-        ($($name:ident),* $(,)?) => {
+/// The same client tests against Berth on PostgreSQL (`postgres`) and in its scale-out
+/// configuration (`scale_out`: PostgreSQL for metadata, S3 on a real Garage node for blobs).
+macro_rules! on_backends {
+    ($module:ident, $backends:expr, [$($name:ident),* $(,)?]) => {
+        mod $module {
             $(
                 #[test]
                 fn $name() {
-                    super::SCALE_OUT.set(true);
+                    super::BACKENDS.set($backends);
                     super::$name();
                 }
             )*
-        };
-    }
-
-    scale_out!(
-        skopeo_push_by_tag_then_pull_back_by_tag_and_digest,
-        skopeo_copy_all_multi_platform_index,
-        skopeo_copy_as_docker_schema2,
-        skopeo_inspect_image,
-        skopeo_list_tags,
-        skopeo_delete_removes_manifest,
-        skopeo_copy_between_repositories_mounts_blobs,
-        podman_pull_tag_push_and_pull_back,
-        podman_pulls_each_platform_of_an_index,
-    );
+        }
+    };
 }
+
+macro_rules! on_other_backends {
+    ($($name:ident),* $(,)?) => {
+        on_backends!(postgres, super::Backends::Postgres, [$($name),*]);
+        on_backends!(scale_out, super::Backends::PostgresS3, [$($name),*]);
+    };
+}
+
+on_other_backends!(
+    skopeo_push_by_tag_then_pull_back_by_tag_and_digest,
+    skopeo_copy_all_multi_platform_index,
+    skopeo_copy_as_docker_schema2,
+    skopeo_inspect_image,
+    skopeo_list_tags,
+    skopeo_delete_removes_manifest,
+    skopeo_copy_between_repositories_mounts_blobs,
+    podman_pull_tag_push_and_pull_back,
+    podman_pulls_each_platform_of_an_index,
+);

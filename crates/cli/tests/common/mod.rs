@@ -196,6 +196,20 @@ impl TestServer {
         server
     }
 
+    /// Start a server on a fresh temporary data dir with its metadata in a fresh PostgreSQL
+    /// database (blobs in the data dir).
+    pub fn start_postgres() -> TestServer {
+        let temp = tempfile::Builder::new()
+            .prefix("berth-data-")
+            .tempdir()
+            .expect("create temp data dir");
+        let url = berth_testkit::PgServer::shared().create_database();
+        let mut server =
+            TestServer::start_with_env(temp.path(), &[], &[("BERTH_DATABASE__URL", &url)]);
+        server.temp = Some(temp);
+        server
+    }
+
     /// Start a server on a fresh temporary data dir in the scale-out configuration: a fresh
     /// PostgreSQL database and a fresh S3 bucket (see [`scale_out_env`]).
     pub fn start_scale_out() -> TestServer {
