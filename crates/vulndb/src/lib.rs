@@ -1,0 +1,3 @@
+//! Berth's vulnerability database (placeholder doc, rewritten below).
+
+pub mod versions;
