@@ -1,0 +1,329 @@
+//! Matching a package inventory against the database.
+//!
+//! Operating-system packages are matched by their **source** package and source version within
+//! their distribution release, because that is what distributions publish advisories for
+//! (`bsdutils 1:2.38.1-5+deb12u3` is built from `util-linux 2.38.1-5+deb12u3`). A Debian binNMU
+//! suffix (`+b1`) is removed first: it rebuilds the same source. Language packages are matched by
+//! their own name and version.
+//!
+//! All records of one issue that hit one package (a GHSA, its CVE and its PYSEC) become one
+//! [`Finding`] listing every id.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::advisory::{Advisory, Affected, Level, Severity, Status};
+use crate::db::VulnDb;
+use crate::names::normalize_name;
+use crate::versions::{Ecosystem, VersionError, dpkg, normalize_release};
+
+/// A package found in an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageRef {
+    pub ecosystem: Ecosystem,
+    pub name: String,
+    pub version: String,
+    /// The source package it was built from (distribution packages). Matching uses it when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
+    /// The source package's version, when it differs from `version` (dpkg's `Source: name
+    /// (version)`); otherwise `version` is used, without any binNMU suffix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
+    /// The distribution release of the image (`12`, `bookworm`, `3.19`, `v3.19`). Advisories
+    /// for a specific release match only packages of that release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Where the scanner found the package (layer, path, …): passed through to findings
+    /// untouched.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub evidence: serde_json::Value,
+}
+
+/// One issue affecting one package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Every id of the issue: CVE ids first, then GHSA ids, then the others, each sorted.
+    pub ids: Vec<String>,
+    /// The package as given, evidence included.
+    pub package: PackageRef,
+    /// The name and version that were compared (the source package's, for distributions).
+    pub matched_name: String,
+    pub installed_version: String,
+    /// The lowest version that fixes every merged record that knows a fix, if any does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_version: Option<String>,
+    pub status: Status,
+    /// The most severe rating among the merged records, with its source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The feeds whose records matched.
+    pub feeds: Vec<String>,
+}
+
+impl Finding {
+    pub fn level(&self) -> Level {
+        self.severity.as_ref().map_or(Level::Unknown, |s| s.level)
+    }
+}
+
+/// Counts of findings per severity level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeveritySummary {
+    pub critical: usize,
+    pub high: usize,
+    pub medium: usize,
+    pub low: usize,
+    pub negligible: usize,
+    pub unknown: usize,
+}
+
+impl SeveritySummary {
+    fn add(&mut self, level: Level) {
+        let slot = match level {
+            Level::Critical => &mut self.critical,
+            Level::High => &mut self.high,
+            Level::Medium => &mut self.medium,
+            Level::Low => &mut self.low,
+            Level::Negligible => &mut self.negligible,
+            Level::Unknown => &mut self.unknown,
+        };
+        *slot += 1;
+    }
+
+    pub fn total(&self) -> usize {
+        self.critical + self.high + self.medium + self.low + self.negligible + self.unknown
+    }
+}
+
+/// A package that could not be checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unmatched {
+    pub package: PackageRef,
+    pub reason: String,
+}
+
+/// The result of matching an inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchReport {
+    /// The database version the inventory was matched against.
+    pub db_version: String,
+    /// Findings in inventory order, most severe first within a package.
+    pub findings: Vec<Finding>,
+    pub summary: SeveritySummary,
+    /// Packages whose version is not valid in their ecosystem (never silently "not affected").
+    pub unmatched: Vec<Unmatched>,
+}
+
+/// One record that hit a package.
+struct Hit<'a> {
+    advisory: &'a Advisory,
+    affected: &'a Affected,
+    fixed: Option<&'a str>,
+    status: Status,
+}
+
+/// The name and version to look up for a package, and its normalised release.
+fn lookup_key(p: &PackageRef) -> (String, String, Option<String>) {
+    let eco = p.ecosystem;
+    if eco.is_distro() {
+        let name = p.source_name.as_deref().unwrap_or(&p.name);
+        let mut version = p.source_version.as_deref().unwrap_or(&p.version);
+        if matches!(eco, Ecosystem::Debian | Ecosystem::Ubuntu) {
+            version = dpkg::Version::strip_binnmu(version);
+        }
+        let release = p.release.as_deref().map(|r| normalize_release(eco, r));
+        (name.to_string(), version.to_string(), release)
+    } else {
+        (p.name.clone(), p.version.clone(), None)
+    }
+}
+
+/// Evaluates one affected entry for a version: `Some(fixed)` when affected.
+fn evaluate<'a>(
+    affected: &'a Affected,
+    version: &str,
+) -> Result<Option<Option<&'a str>>, VersionError> {
+    let eco = affected.ecosystem;
+    for v in &affected.versions {
+        if v == version || eco.compare(v, version)? == Ordering::Equal {
+            return Ok(Some(None));
+        }
+    }
+    for r in &affected.ranges {
+        if r.contains(eco, version)? {
+            return Ok(Some(r.fixed.as_deref()));
+        }
+    }
+    Ok(None)
+}
+
+fn id_rank(id: &str) -> (u8, &str) {
+    let rank = if id.starts_with("CVE-") {
+        0
+    } else if id.starts_with("GHSA-") {
+        1
+    } else {
+        2
+    };
+    (rank, id)
+}
+
+impl VulnDb {
+    /// Matches an inventory against the database.
+    pub fn match_packages(&self, packages: &[PackageRef]) -> MatchReport {
+        let mut findings = Vec::new();
+        let mut unmatched = Vec::new();
+        for p in packages {
+            let (name, version, release) = lookup_key(p);
+            let eco = p.ecosystem;
+            if let Err(e) = eco.validate(&version) {
+                unmatched.push(Unmatched {
+                    package: p.clone(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+            let key = normalize_name(eco, &name);
+            let mut hits = Vec::new();
+            for (advisory, affected) in self.lookup(eco, &key) {
+                if advisory.withdrawn.is_some() {
+                    continue;
+                }
+                if let Some(r) = &affected.release
+                    && release.as_ref() != Some(r)
+                {
+                    continue;
+                }
+                match evaluate(affected, &version) {
+                    Ok(Some(fixed)) => hits.push(Hit {
+                        advisory,
+                        affected,
+                        fixed,
+                        status: if fixed.is_some() {
+                            Status::Fixed
+                        } else if affected.status == Status::Fixed {
+                            // Affected through an open interval or an explicit version of an
+                            // entry whose other ranges are fixed: no fix for this version.
+                            Status::NotFixed
+                        } else {
+                            affected.status
+                        },
+                    }),
+                    Ok(None) => {}
+                    // Validated at import and load, so this means a comparator disagrees with
+                    // its own validation; never treat it as "not affected" silently.
+                    Err(e) => unmatched.push(Unmatched {
+                        package: p.clone(),
+                        reason: format!("{}: {e}", advisory.id),
+                    }),
+                }
+            }
+            let mut pkg_findings = merge_hits(eco, hits, p, &name, &version);
+            pkg_findings.sort_by(|a, b| b.level().cmp(&a.level()).then(a.ids.cmp(&b.ids)));
+            findings.extend(pkg_findings);
+        }
+        let mut summary = SeveritySummary::default();
+        for f in &findings {
+            summary.add(f.level());
+        }
+        MatchReport {
+            db_version: self.version().to_string(),
+            findings,
+            summary,
+            unmatched,
+        }
+    }
+}
+
+/// Groups hits that share any id (union-find over the few hits of one package) and turns each
+/// group into a finding.
+fn merge_hits(
+    eco: Ecosystem,
+    hits: Vec<Hit<'_>>,
+    p: &PackageRef,
+    name: &str,
+    version: &str,
+) -> Vec<Finding> {
+    let n = hits.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, h) in hits.iter().enumerate() {
+        for id in h.advisory.ids() {
+            match owner.get(id) {
+                Some(&j) => {
+                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                    parent[a] = b;
+                }
+                None => {
+                    owner.insert(id, i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<&Hit<'_>>> = BTreeMap::new();
+    for (i, h) in hits.iter().enumerate() {
+        let root = find(&mut parent, i);
+        groups.entry(root).or_default().push(h);
+    }
+    groups
+        .into_values()
+        .map(|group| {
+            let mut ids: Vec<&str> = group.iter().flat_map(|h| h.advisory.ids()).collect();
+            ids.sort_by_key(|id| id_rank(id));
+            ids.dedup();
+            let mut fixed: Option<&str> = None;
+            for h in &group {
+                if let Some(f) = h.fixed
+                    && fixed.is_none_or(|cur| eco.compare(f, cur) == Ok(Ordering::Greater))
+                {
+                    fixed = Some(f);
+                }
+            }
+            // A fix known to any merged record is a fix: feeds often lag one another.
+            let status = if group.iter().any(|h| h.status == Status::Fixed) {
+                Status::Fixed
+            } else {
+                [Status::NotFixed, Status::Undetermined, Status::WillNotFix]
+                    .into_iter()
+                    .find(|s| group.iter().any(|h| h.status == *s))
+                    .unwrap_or(Status::NotFixed)
+            };
+            let severity = group
+                .iter()
+                .flat_map(|h| h.advisory.severity.iter().chain(&h.affected.severity))
+                .max_by_key(|s| s.rank())
+                .cloned();
+            let summary = group.iter().find_map(|h| h.advisory.summary.clone());
+            let mut feeds: Vec<String> = group.iter().map(|h| h.advisory.source.clone()).collect();
+            feeds.sort();
+            feeds.dedup();
+            Finding {
+                ids: ids.into_iter().map(str::to_string).collect(),
+                package: p.clone(),
+                matched_name: name.to_string(),
+                installed_version: version.to_string(),
+                fixed_version: if status == Status::Fixed {
+                    fixed.map(str::to_string)
+                } else {
+                    None
+                },
+                status,
+                severity,
+                summary,
+                feeds,
+            }
+        })
+        .collect()
+}
