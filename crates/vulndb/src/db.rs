@@ -31,7 +31,7 @@ use crate::advisory::{Advisory, Affected, InvalidAdvisory};
 use crate::import::ImportReport;
 use crate::names::normalize_name;
 use crate::signature::{self, SignatureError};
-use crate::versions::Ecosystem;
+use crate::versions::{Ecosystem, ParsedVersion, VersionError};
 
 const MAGIC: &str = "BERTH-VULNDB";
 /// The snapshot format this code writes and reads.
@@ -96,8 +96,11 @@ pub struct VulnDb {
     /// Sorted by (feed, id), so equal content serialises identically.
     advisories: Vec<Advisory>,
     feeds: BTreeMap<String, FeedStats>,
-    /// (ecosystem, normalised name) → (advisory index, affected index).
-    index: HashMap<(Ecosystem, String), Vec<(u32, u32)>>,
+    /// (ecosystem, normalised name) → the records naming that package, with their versions
+    /// parsed once here so that matching never re-parses a range bound.
+    /// Keyed by ecosystem first so that a lookup borrows the name instead of allocating a key.
+    /// Withdrawn records are not indexed: they never match.
+    index: HashMap<Ecosystem, HashMap<String, Vec<IndexEntry>>>,
     /// The content hash of the advisories (hex SHA-256 of their canonical JSON).
     version: String,
 }
@@ -151,13 +154,24 @@ impl VulnDb {
                 )));
             }
         }
-        let mut index: HashMap<(Ecosystem, String), Vec<(u32, u32)>> = HashMap::new();
+        let mut index: HashMap<Ecosystem, HashMap<String, Vec<IndexEntry>>> = HashMap::new();
         for (i, a) in advisories.iter().enumerate() {
+            if a.withdrawn.is_some() {
+                continue;
+            }
             for (j, aff) in a.affected.iter().enumerate() {
+                let entry = IndexEntry::new(i as u32, j as u32, aff).map_err(|source| {
+                    InvalidAdvisory::Version {
+                        id: a.id.clone(),
+                        source,
+                    }
+                })?;
                 index
-                    .entry((aff.ecosystem, normalize_name(aff.ecosystem, &aff.name)))
+                    .entry(aff.ecosystem)
                     .or_default()
-                    .push((i as u32, j as u32));
+                    .entry(normalize_name(aff.ecosystem, &aff.name))
+                    .or_default()
+                    .push(entry);
             }
         }
         let mut hasher = Sha256::new();
@@ -240,20 +254,29 @@ impl VulnDb {
         self.advisories.iter().filter(move |a| a.id == id)
     }
 
-    /// The records that name a package (`name` already normalised with
+    /// The records (not withdrawn) that name a package (`name` already normalised with
     /// [`crate::names::normalize_name`]).
     pub fn lookup(
         &self,
         eco: Ecosystem,
         name: &str,
     ) -> impl Iterator<Item = (&Advisory, &Affected)> {
+        self.candidates(eco, name).map(|(a, aff, _)| (a, aff))
+    }
+
+    pub(crate) fn candidates(
+        &self,
+        eco: Ecosystem,
+        name: &str,
+    ) -> impl Iterator<Item = (&Advisory, &Affected, &IndexEntry)> {
         self.index
-            .get(&(eco, name.to_string()))
+            .get(&eco)
+            .and_then(|m| m.get(name))
             .into_iter()
             .flatten()
-            .map(|&(i, j)| {
-                let a = &self.advisories[i as usize];
-                (a, &a.affected[j as usize])
+            .map(|e| {
+                let a = &self.advisories[e.advisory as usize];
+                (a, &a.affected[e.affected as usize], e)
             })
     }
 
@@ -346,6 +369,68 @@ impl VulnDb {
             signature::verify(key, &bytes, &sig)?;
         }
         Self::from_snapshot_bytes(&bytes)
+    }
+}
+
+/// An affected entry's versions, parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexEntry {
+    advisory: u32,
+    affected: u32,
+    /// Parallel to `Affected::ranges`.
+    pub(crate) intervals: Vec<ParsedInterval>,
+    /// Parallel to `Affected::versions`.
+    pub(crate) versions: Vec<ParsedVersion>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedInterval {
+    introduced: Option<ParsedVersion>,
+    fixed: Option<ParsedVersion>,
+    last_affected: Option<ParsedVersion>,
+    limit: Option<ParsedVersion>,
+}
+
+impl ParsedInterval {
+    pub(crate) fn contains(&self, v: &ParsedVersion) -> bool {
+        self.introduced.as_ref().is_none_or(|i| v >= i)
+            && self.fixed.as_ref().is_none_or(|f| v < f)
+            && self.last_affected.as_ref().is_none_or(|l| v <= l)
+            && self.limit.as_ref().is_none_or(|l| v < l)
+    }
+}
+
+impl IndexEntry {
+    fn new(advisory: u32, affected: u32, aff: &Affected) -> Result<Self, VersionError> {
+        let scheme = aff.ecosystem.scheme();
+        let parse = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| ParsedVersion::parse(scheme, v))
+                .transpose()
+        };
+        let intervals = aff
+            .ranges
+            .iter()
+            .map(|r| {
+                Ok(ParsedInterval {
+                    introduced: parse(&r.introduced)?,
+                    fixed: parse(&r.fixed)?,
+                    last_affected: parse(&r.last_affected)?,
+                    limit: parse(&r.limit)?,
+                })
+            })
+            .collect::<Result<_, VersionError>>()?;
+        let versions = aff
+            .versions
+            .iter()
+            .map(|v| ParsedVersion::parse(scheme, v))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            advisory,
+            affected,
+            intervals,
+            versions,
+        })
     }
 }
 

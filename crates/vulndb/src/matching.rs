@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::advisory::{Advisory, Affected, Level, Severity, Status};
-use crate::db::VulnDb;
+use crate::db::{IndexEntry, VulnDb};
 use crate::names::normalize_name;
-use crate::versions::{Ecosystem, VersionError, dpkg, normalize_release};
+use crate::versions::{Ecosystem, ParsedVersion, dpkg, normalize_release};
 
 /// A package found in an image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,20 +146,18 @@ fn lookup_key(p: &PackageRef) -> (String, String, Option<String>) {
 /// Evaluates one affected entry for a version: `Some(fixed)` when affected.
 fn evaluate<'a>(
     affected: &'a Affected,
-    version: &str,
-) -> Result<Option<Option<&'a str>>, VersionError> {
-    let eco = affected.ecosystem;
-    for v in &affected.versions {
-        if v == version || eco.compare(v, version)? == Ordering::Equal {
-            return Ok(Some(None));
-        }
+    entry: &IndexEntry,
+    version: &ParsedVersion,
+) -> Option<Option<&'a str>> {
+    if entry.versions.iter().any(|v| v == version) {
+        return Some(None);
     }
-    for r in &affected.ranges {
-        if r.contains(eco, version)? {
-            return Ok(Some(r.fixed.as_deref()));
-        }
-    }
-    Ok(None)
+    entry
+        .intervals
+        .iter()
+        .zip(&affected.ranges)
+        .find(|(parsed, _)| parsed.contains(version))
+        .map(|(_, range)| range.fixed.as_deref())
 }
 
 fn id_rank(id: &str) -> (u8, &str) {
@@ -181,16 +179,19 @@ impl VulnDb {
         for p in packages {
             let (name, version, release) = lookup_key(p);
             let eco = p.ecosystem;
-            if let Err(e) = eco.validate(&version) {
-                unmatched.push(Unmatched {
-                    package: p.clone(),
-                    reason: e.to_string(),
-                });
-                continue;
-            }
+            let parsed = match ParsedVersion::parse(eco.scheme(), &version) {
+                Ok(v) => v,
+                Err(e) => {
+                    unmatched.push(Unmatched {
+                        package: p.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             let key = normalize_name(eco, &name);
             let mut hits = Vec::new();
-            for (advisory, affected) in self.lookup(eco, &key) {
+            for (advisory, affected, entry) in self.candidates(eco, &key) {
                 if advisory.withdrawn.is_some() {
                     continue;
                 }
@@ -199,8 +200,8 @@ impl VulnDb {
                 {
                     continue;
                 }
-                match evaluate(affected, &version) {
-                    Ok(Some(fixed)) => hits.push(Hit {
+                if let Some(fixed) = evaluate(affected, entry, &parsed) {
+                    hits.push(Hit {
                         advisory,
                         affected,
                         fixed,
@@ -213,14 +214,7 @@ impl VulnDb {
                         } else {
                             affected.status
                         },
-                    }),
-                    Ok(None) => {}
-                    // Validated at import and load, so this means a comparator disagrees with
-                    // its own validation; never treat it as "not affected" silently.
-                    Err(e) => unmatched.push(Unmatched {
-                        package: p.clone(),
-                        reason: format!("{}: {e}", advisory.id),
-                    }),
+                    });
                 }
             }
             let mut pkg_findings = merge_hits(eco, hits, p, &name, &version);

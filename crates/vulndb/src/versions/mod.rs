@@ -295,3 +295,61 @@ macro_rules! ord_by_precedence {
     };
 }
 pub(crate) use ord_by_precedence;
+
+/// A version parsed once under its scheme, for repeated comparisons without re-parsing (the
+/// database parses every range bound when it is built, the matcher each installed version once).
+#[derive(Debug, Clone)]
+pub enum ParsedVersion {
+    Dpkg(dpkg::Version),
+    Apk(apk::Version),
+    Rpm(rpm::Version),
+    SemVer(semver::Version),
+    Pep440(pep440::Version),
+    Maven(maven::Version),
+    RubyGems(rubygems::Version),
+}
+
+impl ParsedVersion {
+    pub fn parse(scheme: VersionScheme, v: &str) -> Result<Self, VersionError> {
+        Ok(match scheme {
+            VersionScheme::Dpkg => Self::Dpkg(dpkg::parse(v)?),
+            VersionScheme::Apk => Self::Apk(apk::parse(v)?),
+            VersionScheme::Rpm => Self::Rpm(rpm::parse(v)?),
+            VersionScheme::SemVer => Self::SemVer(semver::parse(v)?),
+            VersionScheme::Go => Self::SemVer(semver::parse_go(v)?),
+            VersionScheme::Pep440 => Self::Pep440(pep440::parse(v)?),
+            VersionScheme::Maven => Self::Maven(maven::parse(v)?),
+            VersionScheme::RubyGems => Self::RubyGems(rubygems::parse(v)?),
+        })
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Dpkg(_) => 0,
+            Self::Apk(_) => 1,
+            Self::Rpm(_) => 2,
+            Self::SemVer(_) => 3,
+            Self::Pep440(_) => 4,
+            Self::Maven(_) => 5,
+            Self::RubyGems(_) => 6,
+        }
+    }
+}
+
+impl Ord for ParsedVersion {
+    /// Versions of one scheme compare by precedence; versions of different schemes (never
+    /// compared by the matcher) by scheme, so the order stays total.
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Dpkg(a), Self::Dpkg(b)) => a.cmp(b),
+            (Self::Apk(a), Self::Apk(b)) => a.cmp(b),
+            (Self::Rpm(a), Self::Rpm(b)) => a.cmp(b),
+            (Self::SemVer(a), Self::SemVer(b)) => a.cmp(b),
+            (Self::Pep440(a), Self::Pep440(b)) => a.cmp(b),
+            (Self::Maven(a), Self::Maven(b)) => a.cmp(b),
+            (Self::RubyGems(a), Self::RubyGems(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+ord_by_precedence!(ParsedVersion);
