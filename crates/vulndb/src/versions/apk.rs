@@ -227,3 +227,36 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod upstream {
+    use super::*;
+
+    /// apk-tools' own test/version.data (lines `a OP b`); lines whose versions apk-tools itself
+    /// calls invalid are skipped.
+    #[test]
+    fn apk_tools_version_data() {
+        let data = include_str!("../../tests/fixtures/apk-version.data");
+        let (mut checked, mut skipped) = (0, Vec::new());
+        for line in data.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [a, op, b] = parts[..] else { continue };
+            let want = match op {
+                "<" => Ordering::Less,
+                "=" => Ordering::Equal,
+                ">" => Ordering::Greater,
+                _ => panic!("bad op in {line}"),
+            };
+            match (parse(a), parse(b)) {
+                (Ok(pa), Ok(pb)) => {
+                    assert_eq!(pa.cmp(&pb), want, "{line}");
+                    checked += 1;
+                }
+                _ => skipped.push(line.to_string()),
+            }
+        }
+        assert_eq!(skipped, ["23_foo > 4_beta", "1.0 < 1.0bc"]);
+        assert_eq!(checked, 339);
+    }
+}

@@ -90,7 +90,7 @@ fn order(c: Option<u8>) -> i32 {
     }
 }
 
-/// dpkg's algorithm: alternate non-digit runs (compared character by character with [`order`])
+/// dpkg's algorithm: alternate non-digit runs (compared character by character: `~` first, then the end, letters, other characters)
 /// and digit runs (compared numerically).
 pub fn verrevcmp(a: &str, b: &str) -> Ordering {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -206,5 +206,57 @@ mod tests {
         assert_eq!(Version::strip_binnmu("1.2-3+deb12u1+b2"), "1.2-3+deb12u1");
         assert_eq!(Version::strip_binnmu("1.2+b1"), "1.2+b1");
         assert_eq!(Version::strip_binnmu("1.2-3+bx"), "1.2-3+bx");
+    }
+}
+
+#[cfg(test)]
+mod upstream {
+    use super::*;
+
+    /// dpkg's lib/dpkg/t/t-version.c (compare and parse cases).
+    #[test]
+    fn t_version() {
+        let eq = |a: &str, b: &str| assert_eq!(parse(a).unwrap(), parse(b).unwrap(), "{a} = {b}");
+        eq("0:0-00", "0:00-0");
+        eq("1:2-3", "1:2-3");
+        assert!(parse("0:0-0").unwrap() < parse("1:0-0").unwrap());
+        assert_eq!(verrevcmp("a", "b"), Ordering::Less);
+        assert_eq!(verrevcmp("0", "00"), Ordering::Equal);
+        eq("0", "0:0");
+        eq("0:0.0-0.0", "0.0-0.0");
+        eq("5:1", "5:1-0");
+        // Multiple hyphens and colons: the revision is after the last hyphen, the epoch before
+        // the first colon.
+        let v = parse("0:0-0-0-0").unwrap();
+        assert_eq!((v.upstream.as_str(), v.revision.as_str()), ("0-0-0", "0"));
+        let v = parse("0:0:0:0-0").unwrap();
+        assert_eq!((v.upstream.as_str(), v.revision.as_str()), ("0:0:0", "0"));
+        let v = parse("0:0-0:0-0").unwrap();
+        assert_eq!(v.upstream, "0-0:0");
+        parse("0:09azAZ.-+~:-0").unwrap();
+        parse("0:0-azAZ09.+~").unwrap();
+        // Surrounding white space is ignored.
+        eq("  \t0:0-1", "0:0-1");
+        eq("0:0-1\t  ", "0:0-1");
+        for bad in [
+            "",
+            "  ",
+            "0:",
+            "0:0 0-1",
+            "-1:0-1",
+            "999999999999999999999999:0-1",
+            "a:0-0",
+            "A:0-0",
+            "-0",
+            "0:-0",
+            "0:abc3-0",
+            "0:0-0:0",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        for c in "!#@$%&/|\\<>()[]{};,_=*^'".chars() {
+            assert!(parse(&format!("0:0{c}-0")).is_err(), "upstream {c}");
+            assert!(parse(&format!("0:0-0{c}")).is_err(), "revision {c}");
+        }
     }
 }
