@@ -21,6 +21,10 @@ pub struct Advisory {
     /// that share any id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Ids of related but distinct issues (OSV `related`, and the `upstream` CVEs of a record
+    /// that covers several). Shown, never merged on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
     /// The feed it came from (`osv`, `debian-tracker`, `alpine-secdb`).
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

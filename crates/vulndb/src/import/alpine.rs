@@ -108,6 +108,7 @@ impl Importer for AlpineSecdb {
                 report.push(Advisory {
                     id,
                     aliases,
+                    related: Vec::new(),
                     source: FEED.to_string(),
                     summary: None,
                     severity: Vec::new(),

@@ -137,6 +137,7 @@ impl Importer for DebianTracker {
                 report.push(Advisory {
                     id,
                     aliases: Vec::new(),
+                    related: Vec::new(),
                     source: FEED.to_string(),
                     summary: entry
                         .description

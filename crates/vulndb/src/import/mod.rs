@@ -127,6 +127,11 @@ impl ImportReport {
                         existing.aliases.push(a);
                     }
                 }
+                for r in adv.related {
+                    if !existing.related.contains(&r) {
+                        existing.related.push(r);
+                    }
+                }
                 existing.affected.extend(adv.affected);
                 for s in adv.severity {
                     if !existing.severity.contains(&s) {

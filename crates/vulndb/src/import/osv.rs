@@ -35,6 +35,11 @@ struct Record {
     #[serde(default)]
     aliases: Option<Vec<String>>,
     #[serde(default)]
+    related: Option<Vec<String>>,
+    /// The issues a downstream record (a Debian DSA, an Ubuntu USN) is about.
+    #[serde(default)]
+    upstream: Option<Vec<String>>,
+    #[serde(default)]
     summary: Option<String>,
     #[serde(default)]
     details: Option<String>,
@@ -157,8 +162,20 @@ impl Importer for Osv {
         let id = record.id;
         let source = id_source(&id).to_string();
         let mut aliases: Vec<String> = record.aliases.unwrap_or_default();
-        aliases.retain(|a| !a.is_empty() && a.len() <= MAX_ID_LEN && *a != id);
+        let ok = |a: &String| !a.is_empty() && a.len() <= MAX_ID_LEN && *a != id;
+        let mut related: Vec<String> = record.related.unwrap_or_default();
+        // A record about exactly one upstream issue is that issue (DEBIAN-CVE-… and its CVE);
+        // one covering several (a DSA fixing five CVEs) is only related to each of them.
+        match record.upstream.unwrap_or_default() {
+            up if up.len() == 1 => aliases.extend(up),
+            up => related.extend(up),
+        }
+        aliases.retain(ok);
+        aliases.sort();
         aliases.dedup();
+        related.retain(|r| ok(r) && !aliases.contains(r));
+        related.sort();
+        related.dedup();
 
         let mut severity = severities(record.severity, &source, location, report);
         if let Some(level) = record
@@ -278,6 +295,7 @@ impl Importer for Osv {
         report.push(Advisory {
             id,
             aliases,
+            related,
             source: self.feed.clone(),
             summary,
             severity,
@@ -288,5 +306,49 @@ impl Importer for Osv {
             affected,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{Limits, import_bytes};
+
+    #[test]
+    fn upstream_ids() {
+        // A DSA covering two CVEs is related to each, not an alias of either; a record about one
+        // upstream CVE is that CVE.
+        let dsa = br#"{"id": "DSA-5678-1", "upstream": ["CVE-2024-1", "CVE-2024-2"],
+            "related": ["CVE-2023-9"], "affected": []}"#;
+        let r = import_bytes(&Osv::default(), "x", dsa, &Limits::default()).unwrap();
+        assert!(r.advisories[0].aliases.is_empty());
+        assert_eq!(
+            r.advisories[0].related,
+            ["CVE-2023-9", "CVE-2024-1", "CVE-2024-2"]
+        );
+        let one = br#"{"id": "DEBIAN-CVE-2024-1", "upstream": ["CVE-2024-1"], "affected": []}"#;
+        let r = import_bytes(&Osv::default(), "x", one, &Limits::default()).unwrap();
+        assert_eq!(r.advisories[0].aliases, ["CVE-2024-1"]);
+    }
+
+    #[test]
+    fn ecosystems_and_summaries() {
+        let rec = br#"{"id": "X-1", "details": "\n\nFirst line.\nSecond line.",
+            "database_specific": {"severity": "MODERATE"},
+            "affected": [
+              {"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "openssl"},
+               "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.2-0ubuntu1.15"}]}]},
+              {"package": {"ecosystem": "npm", "name": "lodash"},
+               "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"last_affected": "4.17.20"}]}]}
+            ]}"#;
+        let r = import_bytes(&Osv::default(), "x", rec, &Limits::default()).unwrap();
+        let a = &r.advisories[0];
+        assert_eq!(a.summary.as_deref(), Some("First line."));
+        assert_eq!(a.severity[0].level, crate::advisory::Level::Medium);
+        assert_eq!(a.severity[0].source, "X");
+        assert_eq!(a.affected[0].ecosystem, Ecosystem::Ubuntu);
+        assert_eq!(a.affected[0].release.as_deref(), Some("22.04"));
+        assert_eq!(a.affected[0].status, Status::Fixed);
+        assert_eq!(a.affected[1].status, Status::NotFixed);
     }
 }

@@ -81,20 +81,29 @@ impl fmt::Display for VersionScheme {
 ///
 /// Distribution ecosystems carry their release (`Debian:12`, `Alpine:v3.19`) separately, in
 /// [`crate::advisory::Affected::release`] and [`crate::matching::PackageRef::release`].
+///
+/// It serialises as OSV's ecosystem name (`"crates.io"`, `"PyPI"`, `"Red Hat"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Ecosystem {
     Debian,
     Ubuntu,
     Alpine,
     Wolfi,
+    #[serde(rename = "Red Hat", alias = "RedHat")]
     RedHat,
+    #[serde(rename = "Rocky Linux", alias = "Rocky")]
     Rocky,
     AlmaLinux,
+    #[serde(rename = "crates.io", alias = "CratesIo", alias = "cargo")]
     CratesIo,
+    #[serde(rename = "npm", alias = "Npm")]
     Npm,
+    #[serde(alias = "golang")]
     Go,
+    #[serde(alias = "pypi")]
     PyPI,
     Maven,
+    #[serde(alias = "gem")]
     RubyGems,
 }
 
@@ -353,3 +362,53 @@ impl Ord for ParsedVersion {
     }
 }
 ord_by_precedence!(ParsedVersion);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecosystem_names() {
+        for eco in Ecosystem::ALL {
+            // Serde and OSV agree on every name, and OSV strings round-trip.
+            let json = serde_json::to_string(&eco).unwrap();
+            assert_eq!(json, format!("\"{}\"", eco.osv_name()));
+            assert_eq!(serde_json::from_str::<Ecosystem>(&json).unwrap(), eco);
+            assert_eq!(Ecosystem::parse_osv(eco.osv_name()), Some((eco, None)));
+        }
+        assert_eq!(
+            serde_json::from_str::<Ecosystem>("\"cargo\"").unwrap(),
+            Ecosystem::CratesIo
+        );
+        assert_eq!(
+            Ecosystem::parse_osv("Debian:12"),
+            Some((Ecosystem::Debian, Some("12".into())))
+        );
+        assert_eq!(
+            Ecosystem::parse_osv("Alpine:v3.19"),
+            Some((Ecosystem::Alpine, Some("3.19".into())))
+        );
+        assert_eq!(Ecosystem::parse_osv("Packagist"), None);
+        assert_eq!(normalize_release(Ecosystem::Debian, "bookworm"), "12");
+        assert_eq!(normalize_release(Ecosystem::Debian, "12.7"), "12");
+        assert_eq!(normalize_release(Ecosystem::Alpine, "3.19.1"), "3.19");
+        assert_eq!(normalize_release(Ecosystem::Alpine, "edge"), "edge");
+        assert_eq!(normalize_release(Ecosystem::Ubuntu, "22.04:LTS"), "22.04");
+    }
+
+    #[test]
+    fn compare_entry_point() {
+        assert_eq!(
+            compare(Ecosystem::Debian, "1:1.0", "2.0"),
+            Ok(Ordering::Greater)
+        );
+        assert_eq!(
+            compare(Ecosystem::PyPI, "1.0rc1", "1.0"),
+            Ok(Ordering::Less)
+        );
+        assert!(compare(Ecosystem::CratesIo, "1.0", "1.0.0").is_err());
+        let err = compare(Ecosystem::Npm, "1.0.0", &"9".repeat(1000)).unwrap_err();
+        assert_eq!(err.reason, "too long");
+        assert!(err.version.len() <= 80);
+    }
+}

@@ -22,10 +22,52 @@ pub fn parse(s: &str) -> Result<Version, VersionError> {
     parse_scheme(s, s, VersionScheme::SemVer)
 }
 
-/// Parses a Go module version (with or without its `v`).
+/// Parses a Go module version (with or without its `v`), or a Go toolchain version as the Go
+/// runtime reports it (`go1.21.5`, `go1.21`, `go1.21rc2`), which is converted the way the Go
+/// vulnerability database writes `stdlib` versions (`1.21.5`, `1.21.0`, `1.21.0-rc.2`).
 pub fn parse_go(s: &str) -> Result<Version, VersionError> {
+    if let Some(toolchain) = s.strip_prefix("go") {
+        let v = go_toolchain_to_semver(toolchain).ok_or_else(|| {
+            VersionError::new(VersionScheme::Go, s, "invalid Go toolchain version")
+        })?;
+        return parse_scheme(s, &v, VersionScheme::Go);
+    }
     let v = s.strip_prefix('v').unwrap_or(s);
     parse_scheme(s, v, VersionScheme::Go)
+}
+
+/// `1.21.5` → `1.21.5`, `1.21` → `1.21.0`, `1.21rc2` → `1.21.0-rc.2`, `1.9beta1` →
+/// `1.9.0-beta.1`.
+fn go_toolchain_to_semver(v: &str) -> Option<String> {
+    let (core, pre) = match v.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => v.split_at(i),
+        None => (v, ""),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.is_empty()
+        || parts.len() > 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let mut out = parts.join(".");
+    for _ in parts.len()..3 {
+        out.push_str(".0");
+    }
+    if !pre.is_empty() {
+        let digits = pre.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+        let word = &pre[..pre.len() - digits.len()];
+        if !matches!(word, "rc" | "beta" | "alpha")
+            || digits.is_empty()
+            || !digits.bytes().all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        out.push_str(&format!("-{word}.{digits}"));
+    }
+    Some(out)
 }
 
 fn parse_scheme(orig: &str, s: &str, scheme: VersionScheme) -> Result<Version, VersionError> {
@@ -201,5 +243,13 @@ mod tests {
         );
         assert_eq!(c("1.21.0-0", "1.21.0-rc.1"), Ordering::Less);
         assert!(parse_go("vv1.0.0").is_err());
+        // Toolchain versions as the Go runtime reports them.
+        assert_eq!(c("go1.21.5", "1.21.5"), Ordering::Equal);
+        assert_eq!(c("go1.21", "1.21.0"), Ordering::Equal);
+        assert_eq!(c("go1.21rc2", "1.21.0-rc.2"), Ordering::Equal);
+        assert_eq!(c("go1.22rc1", "1.22.0-0"), Ordering::Greater);
+        for bad in ["go", "go1.", "gox", "go1.21x1", "go1.2.3.4", "go1.21rc"] {
+            assert!(parse_go(bad).is_err(), "{bad}");
+        }
     }
 }
