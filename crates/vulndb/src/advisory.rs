@@ -133,11 +133,17 @@ impl Interval {
                 }
             }
         }
-        // Sort by version, "0" first; on equal versions an introduced comes first so that
-        // `introduced: X, fixed: X` is an empty interval rather than an open one.
+        // Sort by version, "0" first. On equal versions an introduced comes first (so
+        // `introduced: X, fixed: X` is an empty interval rather than an open one), then a fixed,
+        // then a last_affected: a fix stated at the same version as a last affected one wins,
+        // as in the OSV reference evaluation.
         let mut err = None;
         sorted.sort_by(|a, b| {
-            let key = |e: &Event| matches!(e, Event::Introduced(_));
+            let key = |e: &Event| match e {
+                Event::Introduced(_) => 0,
+                Event::Fixed(_) => 1,
+                _ => 2,
+            };
             match (a, b) {
                 (Event::Introduced(x), _) if is_zero_version(x) => {
                     return if matches!(b, Event::Introduced(y) if is_zero_version(y)) {
@@ -150,7 +156,7 @@ impl Interval {
                 _ => {}
             }
             match eco.compare(a.version(), b.version()) {
-                Ok(Ordering::Equal) => key(b).cmp(&key(a)),
+                Ok(Ordering::Equal) => key(a).cmp(&key(b)),
                 Ok(o) => o,
                 Err(e) => {
                     err = Some(e);
@@ -504,6 +510,72 @@ mod tests {
         let open = Interval::from_events(eco, &[intro("0"), Event::Limit("2.0".into())]).unwrap();
         assert!(open[0].contains(eco, "1.9").unwrap());
         assert!(!open[0].contains(eco, "2.0").unwrap());
+    }
+
+    /// The OSV specification's reference evaluation: walk the events in version order and
+    /// flip a flag.
+    fn reference(eco: Ecosystem, events: &[Event], v: &str) -> bool {
+        let mut sorted: Vec<&Event> = events.iter().collect();
+        let key = |e: &Event| match e {
+            Event::Introduced(x) if is_zero_version(x) => (0, String::new(), 0),
+            Event::Introduced(x) => (1, x.clone(), 0),
+            Event::Fixed(x) => (1, x.clone(), 1),
+            other => (1, other.version().to_string(), 2),
+        };
+        sorted.sort_by(|a, b| {
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0)
+                .then_with(|| eco.compare(&ka.1, &kb.1).unwrap_or(Ordering::Equal))
+                .then(ka.2.cmp(&kb.2))
+        });
+        let mut vulnerable = false;
+        for e in sorted {
+            match e {
+                Event::Introduced(x) => {
+                    if is_zero_version(x) || eco.compare(v, x).unwrap() != Ordering::Less {
+                        vulnerable = true;
+                    }
+                }
+                Event::Fixed(x) => {
+                    if eco.compare(v, x).unwrap() != Ordering::Less {
+                        vulnerable = false;
+                    }
+                }
+                Event::LastAffected(x) => {
+                    if eco.compare(v, x).unwrap() == Ordering::Greater {
+                        vulnerable = false;
+                    }
+                }
+                Event::Limit(_) => {}
+            }
+        }
+        vulnerable
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn intervals_agree_with_the_osv_reference(
+            raw in proptest::collection::vec((0u8..3, 0u64..8), 0..7),
+            v in 0u64..9,
+        ) {
+            let eco = Ecosystem::CratesIo;
+            let events: Vec<Event> = raw
+                .iter()
+                .map(|&(kind, n)| {
+                    let ver = format!("0.{n}.0");
+                    match kind {
+                        0 if n == 0 => Event::Introduced("0".into()),
+                        0 => Event::Introduced(ver),
+                        1 => Event::Fixed(ver),
+                        _ => Event::LastAffected(ver),
+                    }
+                })
+                .collect();
+            let version = format!("0.{v}.0");
+            let intervals = Interval::from_events(eco, &events).unwrap();
+            let ours = intervals.iter().any(|i| i.contains(eco, &version).unwrap());
+            proptest::prop_assert_eq!(ours, reference(eco, &events, &version), "{:?}", events);
+        }
     }
 
     #[test]

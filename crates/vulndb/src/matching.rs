@@ -321,3 +321,199 @@ fn merge_hits(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::advisory::{Event, Interval};
+    use crate::import::ImportReport;
+
+    fn affected(eco: Ecosystem, name: &str, events: &[Event], versions: &[&str]) -> Affected {
+        let ranges = Interval::from_events(eco, events).unwrap();
+        let status = if ranges.iter().any(|r| r.fixed.is_some()) {
+            Status::Fixed
+        } else {
+            Status::NotFixed
+        };
+        Affected {
+            ecosystem: eco,
+            release: None,
+            name: name.to_string(),
+            ranges,
+            versions: versions.iter().map(|v| v.to_string()).collect(),
+            status,
+            severity: Vec::new(),
+        }
+    }
+
+    fn advisory(id: &str, aliases: &[&str], affected: Vec<Affected>) -> Advisory {
+        Advisory {
+            id: id.to_string(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            related: Vec::new(),
+            source: "test".to_string(),
+            summary: None,
+            severity: Vec::new(),
+            references: Vec::new(),
+            published: None,
+            modified: None,
+            withdrawn: None,
+            affected,
+        }
+    }
+
+    fn db(advisories: Vec<Advisory>) -> VulnDb {
+        let mut report = ImportReport::new("test");
+        for a in advisories {
+            report.push(a);
+        }
+        VulnDb::from_imports(vec![report]).unwrap()
+    }
+
+    fn pkg(eco: Ecosystem, name: &str, version: &str) -> PackageRef {
+        PackageRef {
+            ecosystem: eco,
+            name: name.to_string(),
+            version: version.to_string(),
+            source_name: None,
+            source_version: None,
+            release: None,
+            evidence: serde_json::Value::Null,
+        }
+    }
+
+    fn ids(db: &VulnDb, p: PackageRef) -> Vec<Vec<String>> {
+        let r = db.match_packages(&[p]);
+        assert!(r.unmatched.is_empty(), "{:?}", r.unmatched);
+        r.findings.into_iter().map(|f| f.ids).collect()
+    }
+
+    #[test]
+    fn ecosystems_ranges_and_lists() {
+        let intro = |v: &str| Event::Introduced(v.into());
+        let fixed = |v: &str| Event::Fixed(v.into());
+        let last = |v: &str| Event::LastAffected(v.into());
+        let db = db(vec![
+            advisory(
+                "GHSA-maven",
+                &["CVE-2021-44228"],
+                vec![affected(
+                    Ecosystem::Maven,
+                    "org.apache.logging.log4j:log4j-core",
+                    &[intro("2.0-beta9"), fixed("2.15.0")],
+                    &[],
+                )],
+            ),
+            advisory(
+                "GHSA-npm",
+                &[],
+                vec![affected(
+                    Ecosystem::Npm,
+                    "lodash",
+                    &[intro("0"), last("4.17.20")],
+                    &[],
+                )],
+            ),
+            advisory(
+                "GHSA-gem",
+                &[],
+                vec![affected(
+                    Ecosystem::RubyGems,
+                    "rails",
+                    &[],
+                    &["6.1.0", "6.1.1"],
+                )],
+            ),
+            advisory(
+                "PYSEC-1",
+                &["CVE-9"],
+                vec![affected(
+                    Ecosystem::PyPI,
+                    "Foo_Bar",
+                    &[intro("1.0"), fixed("1.2")],
+                    &[],
+                )],
+            ),
+            advisory(
+                "GHSA-pypi",
+                &["CVE-9"],
+                vec![affected(
+                    Ecosystem::PyPI,
+                    "foo-bar",
+                    &[intro("0"), fixed("1.3")],
+                    &[],
+                )],
+            ),
+        ]);
+        let maven = |v| pkg(Ecosystem::Maven, "org.apache.logging.log4j:log4j-core", v);
+        assert_eq!(
+            ids(&db, maven("2.14.1")),
+            [["CVE-2021-44228", "GHSA-maven"]]
+        );
+        assert!(ids(&db, maven("2.15.0")).is_empty());
+        assert!(ids(&db, maven("2.0-alpha1")).is_empty());
+        assert_eq!(ids(&db, maven("2.0")).len(), 1);
+        assert_eq!(ids(&db, pkg(Ecosystem::Npm, "lodash", "4.17.20")).len(), 1);
+        assert!(ids(&db, pkg(Ecosystem::Npm, "lodash", "4.17.21")).is_empty());
+        let r = db.match_packages(&[pkg(Ecosystem::Npm, "lodash", "4.17.20")]);
+        assert_eq!(r.findings[0].status, Status::NotFixed);
+        assert_eq!(r.findings[0].fixed_version, None);
+        assert_eq!(
+            ids(&db, pkg(Ecosystem::RubyGems, "rails", "6.1.1")).len(),
+            1
+        );
+        assert!(ids(&db, pkg(Ecosystem::RubyGems, "rails", "6.1.2")).is_empty());
+        // Two records of one issue with different fixes: one finding, the fix that covers both.
+        let r = db.match_packages(&[pkg(Ecosystem::PyPI, "FOO.bar", "1.1")]);
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].ids, ["CVE-9", "GHSA-pypi", "PYSEC-1"]);
+        assert_eq!(r.findings[0].fixed_version.as_deref(), Some("1.3"));
+        assert_eq!(r.summary.unknown, 1);
+        // Only the GHSA covers 0.9.
+        assert_eq!(
+            ids(&db, pkg(Ecosystem::PyPI, "foo-bar", "0.9")),
+            [["CVE-9", "GHSA-pypi"]]
+        );
+        // An ecosystem's name space is its own.
+        assert!(ids(&db, pkg(Ecosystem::CratesIo, "lodash", "1.0.0")).is_empty());
+        // Invalid installed versions are reported.
+        let r = db.match_packages(&[pkg(Ecosystem::Npm, "lodash", "latest")]);
+        assert_eq!(r.unmatched.len(), 1);
+    }
+
+    #[test]
+    fn withdrawn_and_release_specific() {
+        let mut withdrawn = advisory(
+            "GO-W",
+            &[],
+            vec![affected(
+                Ecosystem::Go,
+                "example.com/m",
+                &[Event::Introduced("0".into())],
+                &[],
+            )],
+        );
+        withdrawn.withdrawn = Some("2024-01-01T00:00:00Z".into());
+        let mut deb = affected(
+            Ecosystem::Debian,
+            "openssl",
+            &[
+                Event::Introduced("0".into()),
+                Event::Fixed("3.0.13-1~deb12u1".into()),
+            ],
+            &[],
+        );
+        deb.release = Some("12".into());
+        let db = db(vec![withdrawn, advisory("CVE-1", &[], vec![deb])]);
+        assert!(ids(&db, pkg(Ecosystem::Go, "example.com/m", "v1.0.0")).is_empty());
+        assert_eq!(db.lookup(Ecosystem::Go, "example.com/m").count(), 0);
+        let mut p = pkg(Ecosystem::Debian, "libssl3", "3.0.11-1~deb12u2");
+        p.source_name = Some("openssl".into());
+        // Without a release, release-specific records do not apply.
+        assert!(ids(&db, p.clone()).is_empty());
+        p.release = Some("bookworm".into());
+        assert_eq!(ids(&db, p.clone()), [["CVE-1"]]);
+        p.release = Some("11".into());
+        assert!(ids(&db, p).is_empty());
+    }
+}
