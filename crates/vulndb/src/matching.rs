@@ -11,6 +11,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +48,8 @@ pub struct PackageRef {
 pub struct Finding {
     /// Every id of the issue: CVE ids first, then GHSA ids, then the others, each sorted.
     pub ids: Vec<String>,
-    /// The package as given, evidence included.
-    pub package: PackageRef,
+    /// The package as given, evidence included (shared by the package's findings).
+    pub package: Arc<PackageRef>,
     /// The name and version that were compared (the source package's, for distributions).
     pub matched_name: String,
     pub installed_version: String,
@@ -217,7 +218,11 @@ impl VulnDb {
                     });
                 }
             }
-            let mut pkg_findings = merge_hits(eco, hits, p, &name, &version);
+            if hits.is_empty() {
+                continue;
+            }
+            let shared = Arc::new(p.clone());
+            let mut pkg_findings = merge_hits(eco, hits, &shared, &name, &version);
             pkg_findings.sort_by(|a, b| b.level().cmp(&a.level()).then(a.ids.cmp(&b.ids)));
             findings.extend(pkg_findings);
         }
@@ -239,7 +244,7 @@ impl VulnDb {
 fn merge_hits(
     eco: Ecosystem,
     hits: Vec<Hit<'_>>,
-    p: &PackageRef,
+    p: &Arc<PackageRef>,
     name: &str,
     version: &str,
 ) -> Vec<Finding> {
@@ -305,7 +310,7 @@ fn merge_hits(
             feeds.dedup();
             Finding {
                 ids: ids.into_iter().map(str::to_string).collect(),
-                package: p.clone(),
+                package: Arc::clone(p),
                 matched_name: name.to_string(),
                 installed_version: version.to_string(),
                 fixed_version: if status == Status::Fixed {
