@@ -348,6 +348,20 @@ impl VulnDb {
         Self::from_snapshot_bytes(&bytes)
     }
 
+    /// Validates a bundle received as bytes (over HTTP, say): when `key` is set, `signature`
+    /// must be a valid detached signature of `bundle` by that key.
+    pub fn from_bundle(
+        bundle: &[u8],
+        signature: Option<&[u8]>,
+        key: Option<&ed25519_dalek::VerifyingKey>,
+    ) -> Result<Self, SnapshotError> {
+        if let Some(key) = key {
+            let sig = signature.ok_or(SignatureError::Missing)?;
+            signature::verify(key, bundle, sig)?;
+        }
+        Self::from_snapshot_bytes(bundle)
+    }
+
     /// Reads a snapshot and, when `key` is set, requires a valid detached signature in
     /// `<path>.sig` (see [`crate::signature`]). Without a key no signature is needed.
     pub fn load_snapshot_verified(
@@ -366,7 +380,7 @@ impl VulnDb {
                 }
                 Err(e) => return Err(e),
             };
-            signature::verify(key, &bytes, &sig)?;
+            return Self::from_bundle(&bytes, Some(&sig), Some(key));
         }
         Self::from_snapshot_bytes(&bytes)
     }

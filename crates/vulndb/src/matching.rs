@@ -30,7 +30,8 @@ pub struct PackageRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_name: Option<String>,
     /// The source package's version, when it differs from `version` (dpkg's `Source: name
-    /// (version)`); otherwise `version` is used, without any binNMU suffix.
+    /// (version)`, written when a binary has its own epoch or a binNMU); otherwise `version` is
+    /// used, without any binNMU suffix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_version: Option<String>,
     /// The distribution release of the image (`12`, `bookworm`, `3.19`, `v3.19`). Advisories

@@ -232,6 +232,19 @@ fn signed_bundles() {
     assert!(shared.reload(&path, Some(&public)).is_err());
     assert_eq!(shared.get().version(), db.version());
 
+    // Bundles received as bytes: same rules.
+    let sig = hex::decode(signature::sign_hex(&key, &bundle)).unwrap();
+    assert!(VulnDb::from_bundle(&bundle, Some(&sig), Some(&public)).is_ok());
+    assert!(VulnDb::from_bundle(&bundle, None, None).is_ok());
+    assert!(matches!(
+        VulnDb::from_bundle(&bundle, None, Some(&public)),
+        Err(SnapshotError::Signature(SignatureError::Missing))
+    ));
+    assert!(matches!(
+        VulnDb::from_bundle(&tampered, Some(&sig), Some(&public)),
+        Err(SnapshotError::Signature(SignatureError::Invalid))
+    ));
+
     // Public keys parse from hex or raw bytes.
     let hex_key = hex::encode(public.as_bytes());
     assert_eq!(

@@ -90,8 +90,9 @@ fn order(c: Option<u8>) -> i32 {
     }
 }
 
-/// dpkg's algorithm: alternate non-digit runs (compared character by character: `~` first, then the end, letters, other characters)
-/// and digit runs (compared numerically).
+/// dpkg's algorithm: alternate non-digit runs, compared character by character (`~` first, then
+/// the end of the string, then letters, then everything else), and digit runs, compared
+/// numerically.
 pub fn verrevcmp(a: &str, b: &str) -> Ordering {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let (mut i, mut j) = (0, 0);
