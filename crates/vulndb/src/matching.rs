@@ -117,7 +117,8 @@ pub struct MatchReport {
     /// Findings in inventory order, most severe first within a package.
     pub findings: Vec<Finding>,
     pub summary: SeveritySummary,
-    /// Packages whose version is not valid in their ecosystem (never silently "not affected").
+    /// Packages named by some record whose version is not valid in their ecosystem: they could
+    /// not be checked, which is never reported as "not affected".
     pub unmatched: Vec<Unmatched>,
 }
 
@@ -181,6 +182,12 @@ impl VulnDb {
         for p in packages {
             let (name, version, release) = lookup_key(p);
             let eco = p.ecosystem;
+            let key = normalize_name(eco, &name);
+            let mut candidates = self.candidates(eco, &key).peekable();
+            // A package no record names cannot be affected, whatever its version says.
+            if candidates.peek().is_none() {
+                continue;
+            }
             let parsed = match ParsedVersion::parse(eco.scheme(), &version) {
                 Ok(v) => v,
                 Err(e) => {
@@ -191,9 +198,8 @@ impl VulnDb {
                     continue;
                 }
             };
-            let key = normalize_name(eco, &name);
             let mut hits = Vec::new();
-            for (advisory, affected, entry) in self.candidates(eco, &key) {
+            for (advisory, affected, entry) in candidates {
                 if advisory.withdrawn.is_some() {
                     continue;
                 }
@@ -482,9 +488,11 @@ mod tests {
         );
         // An ecosystem's name space is its own.
         assert!(ids(&db, pkg(Ecosystem::CratesIo, "lodash", "1.0.0")).is_empty());
-        // Invalid installed versions are reported.
+        // Invalid installed versions are reported, when some record names the package.
         let r = db.match_packages(&[pkg(Ecosystem::Npm, "lodash", "latest")]);
         assert_eq!(r.unmatched.len(), 1);
+        let r = db.match_packages(&[pkg(Ecosystem::Npm, "unknown", "latest")]);
+        assert!(r.unmatched.is_empty());
     }
 
     #[test]

@@ -144,9 +144,12 @@ fn bad_versions_are_warnings() {
     assert!(adv.severity.is_empty());
     assert_eq!(report.warnings.len(), 3, "{:?}", report.warnings);
 
-    let secdb = br#"{"distroversion": "v3.19", "packages": [{"pkg": {"name": "x", "secfixes": {"not-a-version": ["CVE-1"], "1.0-r1": ["CVE-2"]}}}]}"#;
+    let secdb = br#"{"distroversion": "v3.19", "packages": [{"pkg": {"name": "x", "secfixes": {"not-a-version": ["CVE-1"], "1.0-r1": ["CVE-2 GHSA-aaaa-bbbb-cccc (see notes)", "", null]}}}]}"#;
+    assert!(import_bytes(&AlpineSecdb, "x", secdb, &Limits::default()).is_err());
+    let secdb = br#"{"distroversion": "v3.19", "packages": [{"pkg": {"name": "x", "secfixes": {"not-a-version": ["CVE-1"], "1.0-r1": ["CVE-2 GHSA-aaaa-bbbb-cccc (see notes)", ""]}}}]}"#;
     let report = import_bytes(&AlpineSecdb, "x", secdb, &Limits::default()).unwrap();
     assert_eq!(report.advisories.len(), 1);
+    assert_eq!(report.advisories[0].aliases, ["GHSA-aaaa-bbbb-cccc"]);
     assert_eq!(report.warnings.len(), 1);
 
     let tracker = br#"{"p": {"CVE-1": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "a b"}}},

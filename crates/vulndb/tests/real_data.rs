@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use berth_vulndb::advisory::{Level, SeverityKind, Status};
 use berth_vulndb::db::VulnDb;
-use berth_vulndb::import::{Limits, Osv, import_dir, import_zip};
+use berth_vulndb::import::{Limits, Osv, import_dir, import_file, import_zip};
 use berth_vulndb::matching::{Finding, PackageRef};
 use berth_vulndb::versions::Ecosystem;
 
@@ -239,8 +239,18 @@ fn zip_of_real_records() {
         zip.write_all(b"not a record").unwrap();
         zip.finish().unwrap();
     }
-    buf.set_position(0);
+    // The same archive from disk: import_file recognises a zip by its signature.
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("all.zip");
+    std::fs::write(&zip_path, buf.get_ref()).unwrap();
     let osv = Osv::default();
+    let from_file = import_file(&osv, &zip_path, &Limits::default()).unwrap();
+    assert_eq!(from_file.documents, 300);
+    // And a single record file.
+    let single = import_file(&osv, &names[0], &Limits::default()).unwrap();
+    assert_eq!((single.documents, single.advisories.len()), (1, 1));
+
+    buf.set_position(0);
     let report = import_zip(&osv, buf, "all.zip", &Limits::default()).unwrap();
     assert_eq!(report.documents, 300);
     assert_eq!(report.advisories.len(), 300);

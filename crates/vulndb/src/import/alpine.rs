@@ -38,6 +38,13 @@ struct Package {
 
 const FEED: &str = "alpine-secdb";
 
+fn looks_like_id(w: &str) -> bool {
+    w.contains('-')
+        && w.as_bytes()[0].is_ascii_alphabetic()
+        && w.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(&c))
+}
+
 impl Importer for AlpineSecdb {
     fn feed(&self) -> &str {
         FEED
@@ -87,8 +94,10 @@ impl Importer for AlpineSecdb {
                     if never_affected {
                         continue;
                     }
+                    // Further words are ids of the same issue (`CVE-… GHSA-…`); anything that
+                    // does not look like an id (a comment in parentheses) is left out.
                     let aliases: Vec<String> = words
-                        .filter(|w| w.len() <= MAX_ID_LEN)
+                        .filter(|w| w.len() <= MAX_ID_LEN && looks_like_id(w))
                         .map(str::to_string)
                         .collect();
                     match fixes.get_mut(id) {

@@ -5,7 +5,8 @@
 //! Per release: `resolved` with a `fixed_version` means versions below it are affected (a
 //! `fixed_version` of `0` means the release never had the bug); `open` means every version is
 //! affected and no fix exists; `undetermined` is reported as such. An urgency of `<no-dsa>`,
-//! `<ignored>`, `<postponed>` or `end-of-life` (or a `nodsa` mark) means Debian will not fix it.
+//! `<ignored>`, `<postponed>` or `end-of-life`, or a `nodsa` mark (with a `nodsa_reason` of
+//! `""`, `postponed` or `ignored`), means Debian will not fix it in a security update.
 
 use std::collections::BTreeMap;
 
@@ -79,6 +80,11 @@ impl Importer for DebianTracker {
                 }
                 let mut affected = Vec::new();
                 for (codename, rel) in entry.releases {
+                    // The tracker lists some entries under an empty release name: they belong to
+                    // no release an image can have.
+                    if codename.is_empty() {
+                        continue;
+                    }
                     let urgency = rel.urgency.as_deref().unwrap_or("");
                     let interval = |fixed: Option<String>| Interval {
                         fixed,
