@@ -203,7 +203,8 @@ impl fmt::Display for Ecosystem {
 
 /// Normalises a distribution release so that feeds and images agree: Debian code names become
 /// numbers (`bookworm` → `12`, `12.5` → `12`), Alpine releases lose their `v` and patch level
-/// (`v3.19`, `3.19.1` → `3.19`), Ubuntu keeps `22.04` and drops `:LTS`.
+/// (`v3.19`, `3.19.1` → `3.19`), Ubuntu code names become numbers and `Pro:22.04:LTS` becomes
+/// `22.04`. Other distributions' releases are only trimmed and lower-cased.
 pub fn normalize_release(eco: Ecosystem, release: &str) -> String {
     let r = release.trim().to_ascii_lowercase();
     match eco {
@@ -230,7 +231,19 @@ pub fn normalize_release(eco: Ecosystem, release: &str) -> String {
                 _ => r.to_string(),
             }
         }
-        Ecosystem::Ubuntu => r.split(':').next().unwrap_or_default().to_string(),
+        // `22.04:LTS`, `Pro:22.04:LTS`, `Pro:FIPS:20.04:LTS`: the numbered part is the release.
+        Ecosystem::Ubuntu => match r.as_str() {
+            "xenial" => "16.04".to_string(),
+            "bionic" => "18.04".to_string(),
+            "focal" => "20.04".to_string(),
+            "jammy" => "22.04".to_string(),
+            "noble" => "24.04".to_string(),
+            _ => r
+                .split(':')
+                .find(|p| p.starts_with(|c: char| c.is_ascii_digit()))
+                .unwrap_or(&r)
+                .to_string(),
+        },
         _ => r,
     }
 }
@@ -394,6 +407,11 @@ mod tests {
         assert_eq!(normalize_release(Ecosystem::Alpine, "3.19.1"), "3.19");
         assert_eq!(normalize_release(Ecosystem::Alpine, "edge"), "edge");
         assert_eq!(normalize_release(Ecosystem::Ubuntu, "22.04:LTS"), "22.04");
+        assert_eq!(
+            normalize_release(Ecosystem::Ubuntu, "Pro:FIPS:20.04:LTS"),
+            "20.04"
+        );
+        assert_eq!(normalize_release(Ecosystem::Ubuntu, "jammy"), "22.04");
     }
 
     #[test]
