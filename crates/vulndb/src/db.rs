@@ -101,6 +101,8 @@ pub struct VulnDb {
     /// Keyed by ecosystem first so that a lookup borrows the name instead of allocating a key.
     /// Withdrawn records are not indexed: they never match.
     index: HashMap<Ecosystem, HashMap<String, Vec<IndexEntry>>>,
+    /// Every id and alias → the records that carry it.
+    ids: HashMap<String, Vec<u32>>,
     /// The content hash of the advisories (hex SHA-256 of their canonical JSON).
     version: String,
 }
@@ -174,6 +176,15 @@ impl VulnDb {
                     .push(entry);
             }
         }
+        let mut ids: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, a) in advisories.iter().enumerate() {
+            for id in a.ids() {
+                let list = ids.entry(id.to_string()).or_default();
+                if list.last() != Some(&(i as u32)) {
+                    list.push(i as u32);
+                }
+            }
+        }
         let mut hasher = Sha256::new();
         serde_json::to_writer(HashWriter(&mut hasher), &advisories)?;
         let version = hex::encode(hasher.finalize());
@@ -181,6 +192,7 @@ impl VulnDb {
             advisories,
             feeds,
             index,
+            ids,
             version,
         })
     }
@@ -249,9 +261,19 @@ impl VulnDb {
         self.feeds.get(name)
     }
 
-    /// Finds a record by its own id (in any feed).
+    /// The records whose own id is `id` (one per feed that has it).
     pub fn get(&self, id: &str) -> impl Iterator<Item = &Advisory> {
-        self.advisories.iter().filter(move |a| a.id == id)
+        self.about(id).filter(move |a| a.id == id)
+    }
+
+    /// The records about an issue: those whose id or one of whose aliases is `id` (so
+    /// `CVE-2024-28085` finds the Debian tracker's entry, the GHSA and the PYSEC).
+    pub fn about(&self, id: &str) -> impl Iterator<Item = &Advisory> {
+        self.ids
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.advisories[i as usize])
     }
 
     /// The records (not withdrawn) that name a package (`name` already normalised with
