@@ -86,6 +86,21 @@ fn imports_every_record() {
     assert_eq!(db.feed("osv-pypi").unwrap().warnings, 2);
     assert_eq!(db.feed("osv-go").unwrap().warnings, 0);
     assert_eq!(db.feed("osv-crates").unwrap().warnings, 0);
+    // Lookups by id and by alias.
+    let about: Vec<_> = db.about("CVE-2021-42343").map(|a| a.id.as_str()).collect();
+    // The same CVE also names dask (PYSEC-2021-387): a record about another package.
+    assert_eq!(
+        about,
+        [
+            "GHSA-hwqr-f3v9-hwxr",
+            "PYSEC-2021-387",
+            "PYSEC-2021-871",
+            "PYSEC-2021-872"
+        ]
+    );
+    assert!(about.contains(&"GHSA-hwqr-f3v9-hwxr") && about.contains(&"PYSEC-2021-872"));
+    assert_eq!(db.get("PYSEC-2021-872").count(), 1);
+    assert_eq!(db.get("CVE-2021-42343").count(), 0);
     let withdrawn = db
         .advisories()
         .iter()
