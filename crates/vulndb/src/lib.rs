@@ -41,6 +41,13 @@
 //! - A snapshot on disk is either the old one or the new one (temp file, fsync, rename, fsync
 //!   of the directory).
 //!
+//! # Tests
+//!
+//! Unit tests hold each scheme's upstream vectors; `tests/` imports the 8,158 real OSV records
+//! of `/work/shared/advisories`, the Debian and Alpine fixtures, and hostile input; property
+//! tests check that every comparator is a total order and that no parser panics. Fuzz targets
+//! for the parsers live in `fuzz/` (`cargo +nightly fuzz run versions|importers|snapshot`).
+//!
 //! # Use
 //!
 //! ```no_run
