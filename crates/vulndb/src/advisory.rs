@@ -6,6 +6,7 @@
 //! from OSV's event lists), so matching never sorts events.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,8 @@ pub struct Advisory {
     /// The feed it came from (`osv`, `debian-tracker`, `alpine-secdb`).
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
+    /// Shared with the findings that quote it, so matching does not copy it.
+    pub summary: Option<Arc<str>>,
     /// Record-level severities; an [`Affected`] may add its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub severity: Vec<Severity>,

@@ -415,7 +415,7 @@ pub(crate) struct IndexEntry {
     affected: u32,
     /// Parallel to `Affected::ranges`.
     pub(crate) intervals: Vec<ParsedInterval>,
-    /// Parallel to `Affected::versions`.
+    /// `Affected::versions`, parsed and sorted.
     pub(crate) versions: Vec<ParsedVersion>,
 }
 
@@ -456,11 +456,14 @@ impl IndexEntry {
                 })
             })
             .collect::<Result<_, VersionError>>()?;
-        let versions = aff
+        let mut versions = aff
             .versions
             .iter()
             .map(|v| ParsedVersion::parse(scheme, v))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sorted for binary search: PyPI records list a hundred versions and more.
+        versions.sort();
+        versions.dedup();
         Ok(Self {
             advisory,
             affected,

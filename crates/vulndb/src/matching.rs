@@ -10,7 +10,7 @@
 //! [`Finding`] listing every id.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,7 @@ pub struct Finding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
+    pub summary: Option<Arc<str>>,
     /// The feeds whose records matched.
     pub feeds: Vec<String>,
 }
@@ -152,7 +152,7 @@ fn evaluate<'a>(
     entry: &IndexEntry,
     version: &ParsedVersion,
 ) -> Option<Option<&'a str>> {
-    if entry.versions.iter().any(|v| v == version) {
+    if entry.versions.binary_search(version).is_ok() {
         return Some(None);
     }
     entry
@@ -177,7 +177,9 @@ fn id_rank(id: &str) -> (u8, &str) {
 impl VulnDb {
     /// Matches an inventory against the database.
     pub fn match_packages(&self, packages: &[PackageRef]) -> MatchReport {
-        let mut findings = Vec::new();
+        // Findings are large; sizing for one per package avoids most of the copying a growing
+        // vector would do.
+        let mut findings = Vec::with_capacity(packages.len());
         let mut unmatched = Vec::new();
         for p in packages {
             let (name, version, release) = lookup_key(p);
@@ -229,9 +231,9 @@ impl VulnDb {
                 continue;
             }
             let shared = Arc::new(p.clone());
-            let mut pkg_findings = merge_hits(eco, hits, &shared, &name, &version);
-            pkg_findings.sort_by(|a, b| b.level().cmp(&a.level()).then(a.ids.cmp(&b.ids)));
-            findings.extend(pkg_findings);
+            let start = findings.len();
+            merge_hits(eco, &hits, &shared, &name, &version, &mut findings);
+            findings[start..].sort_by(|a, b| b.level().cmp(&a.level()).then(a.ids.cmp(&b.ids)));
         }
         let mut summary = SeveritySummary::default();
         for f in &findings {
@@ -246,15 +248,21 @@ impl VulnDb {
     }
 }
 
-/// Groups hits that share any id (union-find over the few hits of one package) and turns each
-/// group into a finding.
+/// Groups hits that share any id (union-find over the hits of one package) and appends one
+/// finding per group to `out`.
 fn merge_hits(
     eco: Ecosystem,
-    hits: Vec<Hit<'_>>,
+    hits: &[Hit<'_>],
     p: &Arc<PackageRef>,
     name: &str,
     version: &str,
-) -> Vec<Finding> {
+    out: &mut Vec<Finding>,
+) {
+    // Most packages are hit by one record: no grouping needed.
+    if let [hit] = hits {
+        out.push(finding(eco, &[hit], p, name, version));
+        return;
+    }
     let n = hits.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], mut i: usize) -> usize {
@@ -264,7 +272,7 @@ fn merge_hits(
         }
         i
     }
-    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut owner: HashMap<&str, usize> = HashMap::with_capacity(n * 3);
     for (i, h) in hits.iter().enumerate() {
         for id in h.advisory.ids() {
             match owner.get(id) {
@@ -278,60 +286,74 @@ fn merge_hits(
             }
         }
     }
-    let mut groups: BTreeMap<usize, Vec<&Hit<'_>>> = BTreeMap::new();
+    // Groups in the order of their first hit, so the output does not depend on hashing.
+    let mut groups: Vec<(usize, Vec<&Hit<'_>>)> = Vec::new();
     for (i, h) in hits.iter().enumerate() {
         let root = find(&mut parent, i);
-        groups.entry(root).or_default().push(h);
+        match groups.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, g)) => g.push(h),
+            None => groups.push((root, vec![h])),
+        }
     }
-    groups
-        .into_values()
-        .map(|group| {
-            let mut ids: Vec<&str> = group.iter().flat_map(|h| h.advisory.ids()).collect();
-            ids.sort_by_key(|id| id_rank(id));
-            ids.dedup();
-            let mut fixed: Option<&str> = None;
-            for h in &group {
-                if let Some(f) = h.fixed
-                    && fixed.is_none_or(|cur| eco.compare(f, cur) == Ok(Ordering::Greater))
-                {
-                    fixed = Some(f);
-                }
-            }
-            // A fix known to any merged record is a fix: feeds often lag one another.
-            let status = if group.iter().any(|h| h.status == Status::Fixed) {
-                Status::Fixed
-            } else {
-                [Status::NotFixed, Status::Undetermined, Status::WillNotFix]
-                    .into_iter()
-                    .find(|s| group.iter().any(|h| h.status == *s))
-                    .unwrap_or(Status::NotFixed)
-            };
-            let severity = group
-                .iter()
-                .flat_map(|h| h.advisory.severity.iter().chain(&h.affected.severity))
-                .max_by_key(|s| s.rank())
-                .cloned();
-            let summary = group.iter().find_map(|h| h.advisory.summary.clone());
-            let mut feeds: Vec<String> = group.iter().map(|h| h.advisory.source.clone()).collect();
-            feeds.sort();
-            feeds.dedup();
-            Finding {
-                ids: ids.into_iter().map(str::to_string).collect(),
-                package: Arc::clone(p),
-                matched_name: name.to_string(),
-                installed_version: version.to_string(),
-                fixed_version: if status == Status::Fixed {
-                    fixed.map(str::to_string)
-                } else {
-                    None
-                },
-                status,
-                severity,
-                summary,
-                feeds,
-            }
-        })
-        .collect()
+    out.extend(
+        groups
+            .iter()
+            .map(|(_, group)| finding(eco, group, p, name, version)),
+    );
+}
+
+/// One finding from the hits of one issue.
+fn finding(
+    eco: Ecosystem,
+    group: &[&Hit<'_>],
+    p: &Arc<PackageRef>,
+    name: &str,
+    version: &str,
+) -> Finding {
+    let mut ids: Vec<&str> = group.iter().flat_map(|h| h.advisory.ids()).collect();
+    ids.sort_by_key(|id| id_rank(id));
+    ids.dedup();
+    let mut fixed: Option<&str> = None;
+    for h in group {
+        if let Some(f) = h.fixed
+            && fixed.is_none_or(|cur| eco.compare(f, cur) == Ok(Ordering::Greater))
+        {
+            fixed = Some(f);
+        }
+    }
+    // A fix known to any merged record is a fix: feeds often lag one another.
+    let status = if group.iter().any(|h| h.status == Status::Fixed) {
+        Status::Fixed
+    } else {
+        [Status::NotFixed, Status::Undetermined, Status::WillNotFix]
+            .into_iter()
+            .find(|s| group.iter().any(|h| h.status == *s))
+            .unwrap_or(Status::NotFixed)
+    };
+    let severity = group
+        .iter()
+        .flat_map(|h| h.advisory.severity.iter().chain(&h.affected.severity))
+        .max_by_key(|s| s.rank())
+        .cloned();
+    let summary = group.iter().find_map(|h| h.advisory.summary.clone());
+    let mut feeds: Vec<String> = group.iter().map(|h| h.advisory.source.clone()).collect();
+    feeds.sort();
+    feeds.dedup();
+    Finding {
+        ids: ids.into_iter().map(str::to_string).collect(),
+        package: Arc::clone(p),
+        matched_name: name.to_string(),
+        installed_version: version.to_string(),
+        fixed_version: if status == Status::Fixed {
+            fixed.map(str::to_string)
+        } else {
+            None
+        },
+        status,
+        severity,
+        summary,
+        feeds,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! `""`, `postponed` or `ignored`), means Debian will not fix it in a security update.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -148,7 +149,7 @@ impl Importer for DebianTracker {
                     summary: entry
                         .description
                         .filter(|d| !d.is_empty())
-                        .map(|d| truncate(&d, MAX_SUMMARY_LEN)),
+                        .map(|d| Arc::from(truncate(&d, MAX_SUMMARY_LEN))),
                     severity: Vec::new(),
                     references: Vec::new(),
                     published: None,

@@ -5,6 +5,8 @@
 //! `severity` (CVSS vectors, scored here), an affected package's `severity`, RustSec's
 //! `database_specific.cvss` and GHSA's `database_specific.severity`.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::{ImportError, ImportReport, Importer, truncate};
@@ -280,7 +282,7 @@ impl Importer for Osv {
                     .and_then(|d| d.lines().find(|l| !l.trim().is_empty()))
                     .map(str::to_string)
             })
-            .map(|s| truncate(s.trim(), MAX_SUMMARY_LEN));
+            .map(|s| Arc::from(truncate(s.trim(), MAX_SUMMARY_LEN)));
         let references = record
             .references
             .unwrap_or_default()
