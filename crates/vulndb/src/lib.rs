@@ -41,6 +41,13 @@
 //! - A snapshot on disk is either the old one or the new one (temp file, fsync, rename, fsync
 //!   of the directory).
 //!
+//! # Threads
+//!
+//! Everything here is synchronous and knows no async runtime: a server should run imports and
+//! snapshot I/O on a blocking thread (`tokio::task::spawn_blocking`). Matching is CPU-bound and
+//! takes a few milliseconds for a thousand packages. [`VulnDb`], [`SharedVulnDb`] and
+//! [`MatchReport`] are `Send + Sync`.
+//!
 //! # Tests
 //!
 //! Unit tests hold each scheme's upstream vectors; `tests/` imports the 8,158 real OSV records
@@ -86,3 +93,18 @@ pub use db::{FeedStats, SharedVulnDb, SnapshotError, VulnDb};
 pub use import::{ImportError, ImportReport, Importer, Limits};
 pub use matching::{Finding, MatchReport, PackageRef, SeveritySummary};
 pub use versions::{Ecosystem, VersionError, compare};
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shareable_between_threads() {
+        send_sync::<super::VulnDb>();
+        send_sync::<super::SharedVulnDb>();
+        send_sync::<super::MatchReport>();
+        send_sync::<super::import::Osv>();
+        send_sync::<super::import::DebianTracker>();
+        send_sync::<super::import::AlpineSecdb>();
+    }
+}
