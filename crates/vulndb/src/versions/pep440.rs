@@ -334,3 +334,84 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod upstream {
+    use super::*;
+
+    /// `packaging`'s full ordered list: every version parses and each sorts below the next.
+    #[test]
+    fn packaging_versions_list() {
+        let list: Vec<&str> = include_str!("../../tests/fixtures/pep440-ordered.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert_eq!(list.len(), 92);
+        let parsed: Vec<Version> = list.iter().map(|v| parse(v).unwrap()).collect();
+        for (i, a) in parsed.iter().enumerate() {
+            for (j, b) in parsed.iter().enumerate() {
+                assert_eq!(a.cmp(b), i.cmp(&j), "{} vs {}", list[i], list[j]);
+            }
+        }
+    }
+
+    /// `packaging`'s invalid versions and normalisations.
+    #[test]
+    fn packaging_invalid_and_normalized() {
+        for v in [
+            "french toast",
+            "1.0+a+",
+            "1.0++",
+            "1.0+_foobar",
+            "1.0+foo&asd",
+            "1.0+1+1",
+            "1. 0",
+            "1 .0",
+            "1. 0a1",
+            "1 .0a1",
+            "1.0 a1",
+            "1.0a 1",
+            "\u{660}\u{661}.\u{662}",
+            ".",
+            "..",
+            "1..0",
+            "1.0.",
+            ".1.0",
+            "1..2.3",
+            "1.0+\u{130}",
+        ] {
+            assert!(parse(v).is_err(), "{v:?}");
+        }
+        for (v, normal) in [
+            ("1.0dev", "1.0.dev0"),
+            ("1.0-DEV1", "1.0.dev1"),
+            ("1.0.A1", "1.0a1"),
+            ("1.0-ALPHA", "1.0a0"),
+            ("1.0.beta1", "1.0b1"),
+            ("1.0C", "1.0rc0"),
+            ("1.0-rc1", "1.0rc1"),
+            ("1.0post", "1.0.post0"),
+            ("1.0-POST1", "1.0.post1"),
+            ("1.0r", "1.0.post0"),
+            ("1.0rev", "1.0.post0"),
+            ("1.0-5", "1.0.post5"),
+            ("1.0-r5", "1.0.post5"),
+            ("1.0-rev5", "1.0.post5"),
+            ("1.0+AbC", "1.0+abc"),
+            ("1.01", "1.1"),
+            ("1.0c056", "1.0rc56"),
+            ("1.0.post000", "1.0.post0"),
+            ("1.1.dev09000", "1.1.dev9000"),
+            ("00!1.2", "1.2"),
+            ("0100!0.0", "100!0.0"),
+            ("   v1.0\t\n", "1.0"),
+            ("\u{202f}1.0\t\u{2029}\n ", "1.0"),
+        ] {
+            assert_eq!(
+                parse(v).unwrap(),
+                parse(normal).unwrap(),
+                "{v:?} = {normal}"
+            );
+        }
+    }
+}
