@@ -216,3 +216,56 @@ fn alpine_secfixes() {
     other.release = Some("3.20".to_string());
     assert!(db.match_packages(&[other]).findings.is_empty());
 }
+
+#[test]
+fn finding_json_shape() {
+    // The JSON the server will hand out: ecosystems by OSV name, statuses and levels in snake
+    // case, the package (with its evidence) inside each finding.
+    let db = db();
+    let r = db.match_packages(&[deb(
+        "bsdutils",
+        "1:2.38.1-5",
+        Some(("util-linux", "2.38.1-5")),
+        "12",
+    )]);
+    let json = serde_json::to_value(&r).unwrap();
+    let f = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["ids"][0] == "CVE-2024-28085")
+        .unwrap();
+    assert_eq!(
+        f,
+        &serde_json::json!({
+            "ids": ["CVE-2024-28085", "DEBIAN-CVE-2024-28085"],
+            "package": {
+                "ecosystem": "Debian",
+                "name": "bsdutils",
+                "version": "1:2.38.1-5",
+                "source_name": "util-linux",
+                "source_version": "2.38.1-5",
+                "release": "12",
+                "evidence": {"db": "/var/lib/dpkg/status"}
+            },
+            "matched_name": "util-linux",
+            "installed_version": "2.38.1-5",
+            "fixed_version": "2.38.1-5+deb12u1",
+            "status": "fixed",
+            "severity": {
+                "kind": "cvss_v3",
+                "vector": "CVSS:3.1/AV:L/AC:L/PR:N/UI:R/S:U/C:H/I:N/A:N",
+                "score": 5.5,
+                "level": "medium",
+                "source": "DEBIAN"
+            },
+            "summary": "wall in util-linux through 2.40, often installed with setgid tty permissions, allows escape sequences to be sent to other users' terminals through argv.",
+            "feeds": ["debian-tracker", "osv-distro"]
+        })
+    );
+    assert_eq!(json["summary"]["medium"], 1);
+    assert_eq!(json["db_version"].as_str().unwrap().len(), 64);
+    // And it reads back.
+    let back: berth_vulndb::MatchReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, r);
+}
