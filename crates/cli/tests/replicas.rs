@@ -458,3 +458,164 @@ fn outages_fail_fast_and_heal() {
     let (resp, _) = push(5);
     assert_eq!(resp.status, 201, "{}", resp.text());
 }
+
+/// Outages in the middle of traffic: clients pushing (monolithic and chunked) and pulling
+/// through two replicas while the object store and then the database go down and come back.
+/// Every answer is a success or a 503, never another error or a hang; afterwards every blob
+/// that was acknowledged is served byte for byte, and nothing unacknowledged is visible.
+#[test]
+fn outages_during_traffic_lose_nothing_acknowledged() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let garage = berth_testkit::Garage::start();
+    let pg = berth_testkit::PgServer::start();
+    let env = s3_env(&garage, &garage.create_bucket(), pg.create_database());
+    let c = cluster(2, &env);
+    let t = token(&c.replicas[0], "repository:acme/traffic:push,pull");
+    let urls: Vec<String> = c.replicas.iter().map(|r| r.url()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for w in 0..3u64 {
+        let (stop, urls, auth) = (stop.clone(), urls.clone(), bearer(&t));
+        clients.push(std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut unacked = Vec::new();
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let base = &urls[(i % 2) as usize];
+                let chunked = i % 3 == 0;
+                let data = pseudo_random_bytes(
+                    w * 1_000_000 + i,
+                    if chunked { 6 * MIB + 7 } else { 100_000 },
+                );
+                let digest = sha256_digest(&data);
+                let status = if chunked {
+                    let start = http_request(
+                        "POST",
+                        &format!("{base}/v2/acme/traffic/blobs/uploads/"),
+                        &[("Authorization", &auth), ("Content-Length", "0")],
+                        None,
+                    );
+                    match start {
+                        Ok(s) if s.status == 202 => {
+                            let url = location(base, &s);
+                            let sep = if url.contains('?') { '&' } else { '?' };
+                            // The chunk goes through the other replica.
+                            let other = &urls[((i + 1) % 2) as usize];
+                            let path = &url[url.find("/v2/").unwrap()..];
+                            http_request(
+                                "PUT",
+                                &format!("{other}{path}{sep}digest={digest}"),
+                                &[
+                                    ("Authorization", &auth),
+                                    ("Content-Length", &data.len().to_string()),
+                                ],
+                                Some(&data),
+                            )
+                            .map(|r| r.status)
+                            .unwrap_or(0)
+                        }
+                        Ok(s) => s.status,
+                        Err(_) => 0,
+                    }
+                } else {
+                    http_request(
+                        "POST",
+                        &format!("{base}/v2/acme/traffic/blobs/uploads/?digest={digest}"),
+                        &[
+                            ("Authorization", &auth),
+                            ("Content-Length", &data.len().to_string()),
+                        ],
+                        Some(&data),
+                    )
+                    .map(|r| r.status)
+                    .unwrap_or(0)
+                };
+                *statuses.entry(status).or_default() += 1;
+                if status == 201 {
+                    acked.push((digest, data));
+                } else if status == 503 {
+                    // Refused: whatever happened inside, the blob must not be visible. (A
+                    // transport error says nothing either way, so it is not checked.)
+                    unacked.push(digest);
+                }
+            }
+            (acked, unacked, statuses)
+        }));
+    }
+    let pause = || std::thread::sleep(Duration::from_millis(1500));
+    pause();
+    garage.stop();
+    pause();
+    garage.start_again();
+    pause();
+    pg.stop();
+    pause();
+    pg.start_again();
+    pause();
+    stop.store(true, Ordering::Relaxed);
+
+    let mut acked = Vec::new();
+    let mut unacked = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for client in clients {
+        let (a, u, s) = client.join().unwrap();
+        acked.extend(a);
+        unacked.extend(u);
+        for (k, v) in s {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    eprintln!("answers during the outages: {statuses:?}");
+    let unexpected: Vec<_> = statuses
+        .keys()
+        .filter(|s| ![201, 202, 503].contains(*s))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "answers other than 201/503: {statuses:?}"
+    );
+    assert!(
+        statuses.get(&503).copied().unwrap_or(0) > 0,
+        "the outages were seen: {statuses:?}"
+    );
+    assert!(acked.len() > 5, "traffic went through: {statuses:?}");
+
+    // Both replicas recover by themselves and serve every acknowledged blob exactly.
+    for r in &c.replicas {
+        wait_for(
+            "readiness after the outages",
+            Duration::from_secs(30),
+            || http("GET", &format!("{}/readyz", r.url()), &[], None).status == 200,
+        );
+    }
+    let auth = bearer(&token(&c.replicas[1], "repository:acme/traffic:pull"));
+    for (i, (digest, data)) in acked.iter().enumerate() {
+        let r = &c.replicas[i % 2];
+        let got = http(
+            "GET",
+            &format!("{}/v2/acme/traffic/blobs/{digest}", r.url()),
+            &[("Authorization", &auth)],
+            None,
+        );
+        assert_eq!(got.status, 200, "acknowledged blob {digest}");
+        assert_same_bytes(&got.body, data, "acknowledged blob after the outages");
+    }
+    for digest in unacked
+        .iter()
+        .filter(|d| !acked.iter().any(|(a, _)| a == *d))
+    {
+        let got = http(
+            "HEAD",
+            &format!("{}/v2/acme/traffic/blobs/{digest}", c.replicas[0].url()),
+            &[("Authorization", &auth)],
+            None,
+        );
+        assert_eq!(
+            got.status, 404,
+            "unacknowledged blob {digest} is not visible"
+        );
+    }
+}
