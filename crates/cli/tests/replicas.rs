@@ -485,7 +485,7 @@ fn outages_during_traffic_lose_nothing_acknowledged() {
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let base = &urls[(i % 2) as usize];
-                let chunked = i % 3 == 0;
+                let chunked = i.is_multiple_of(3);
                 let data = pseudo_random_bytes(
                     w * 1_000_000 + i,
                     if chunked { 6 * MIB + 7 } else { 100_000 },
