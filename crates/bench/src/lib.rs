@@ -11,6 +11,7 @@ mod hot;
 mod machine;
 mod procfs;
 mod report;
+mod s3;
 mod scenarios;
 mod summary;
 
@@ -40,6 +41,10 @@ pub const ALL: &[&str] = &[
 /// Scenarios of a registry with authentication (`auth`; they need `--credentials`): manifest GETs
 /// of a public repository without credentials and with a bearer token, and token issuance.
 pub const AUTH: &[&str] = &["manifest-get-public", "manifest-get-bearer", "token-issue"];
+
+/// The object store's own throughput (`s3`; they need `--s3-endpoint` and `--s3-bucket`): a plain
+/// multipart PUT and a GET of the same blobs the registry scenarios push.
+pub const S3: &[&str] = &["s3-put", "s3-get"];
 
 /// Machine-limit scenarios (`machine`); they send no request.
 pub const MACHINE: &[&str] = &["machine-sha256", "machine-loopback", "machine-disk"];
@@ -179,6 +184,23 @@ pub struct BenchArgs {
     #[arg(long)]
     pub exclude_busy: bool,
 
+    /// S3 endpoint for the `s3` scenarios (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+
+    /// Bucket for the `s3` scenarios.
+    #[arg(long)]
+    pub s3_bucket: Option<String>,
+
+    /// Region for the `s3` scenarios.
+    #[arg(long, default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Multipart part size for the `s3` scenarios (Berth's default is 8 MiB).
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub s3_part_size: u64,
+
     /// Label the ratios are taken against in --summarize.
     #[arg(long, default_value = "distribution")]
     pub baseline: String,
@@ -226,13 +248,21 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
             "all" => want.extend(ALL),
             "machine" => want.extend(MACHINE),
             "auth" => want.extend(AUTH),
-            _ => match ALL.iter().chain(AUTH).chain(MACHINE).find(|x| **x == s) {
+            "s3" => want.extend(S3),
+            _ => match ALL
+                .iter()
+                .chain(AUTH)
+                .chain(MACHINE)
+                .chain(S3)
+                .find(|x| **x == s)
+            {
                 Some(x) => want.push(x),
                 None => bail!(
-                    "unknown scenario {s:?}; known: all, auth, machine, {}, {}, {}",
+                    "unknown scenario {s:?}; known: all, auth, machine, s3, {}, {}, {}, {}",
                     ALL.join(", "),
                     AUTH.join(", "),
-                    MACHINE.join(", ")
+                    MACHINE.join(", "),
+                    S3.join(", ")
                 ),
             },
         }
@@ -241,6 +271,7 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
         .iter()
         .chain(AUTH)
         .chain(MACHINE)
+        .chain(S3)
         .copied()
         .filter(|x| want.contains(x))
         .collect())
@@ -320,6 +351,12 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
         None
     };
 
+    let mut s3 = if scenarios.iter().any(|s| S3.contains(s)) {
+        Some(s3::S3Bench::new(&args, &run_id)?)
+    } else {
+        None
+    };
+
     let mut failed = Vec::new();
     for name in &scenarios {
         eprintln!("[{name}]");
@@ -339,6 +376,8 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
                 let dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
                 machine::disk(&mut r, &dir, args.blob_size, &run_id)
             }
+            "s3-put" => s3.as_mut().expect("s3 context").put(&mut r).await,
+            "s3-get" => s3.as_mut().expect("s3 context").get(&mut r).await,
             _ => {
                 ctx.as_mut()
                     .expect("registry context")
@@ -448,6 +487,10 @@ mod tests {
         let s = select(&["catalog".into(), "push-mono".into()]).unwrap();
         assert_eq!(s, vec!["push-mono", "catalog"]);
         assert_eq!(select(&["all".into()]).unwrap(), ALL);
+        assert_eq!(
+            select(&["s3-get".into(), "s3".into()]).unwrap(),
+            ["s3-put", "s3-get"]
+        );
         assert!(select(&["nope".into()]).is_err());
     }
 }

@@ -112,7 +112,9 @@ impl ScenarioResult {
 /// The headline unit of each scenario and whether more is better.
 pub fn unit_of(scenario: &str) -> (&'static str, bool) {
     match scenario {
-        "push-mono" | "push-chunked" | "pull" | "push-concurrent" => ("MB/s", true),
+        "push-mono" | "push-chunked" | "pull" | "push-concurrent" | "s3-put" | "s3-get" => {
+            ("MB/s", true)
+        }
         "machine-sha256" | "machine-loopback" | "machine-disk" => ("MB/s", true),
         "manifest-get" | "manifest-head" => ("req/s", true),
         "tag-create" => ("tags/s", true),
