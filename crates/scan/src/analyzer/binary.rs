@@ -46,7 +46,7 @@ pub static CLASSIFIERS: &[Classifier] = &[
     Classifier {
         name: "zlib",
         globs: ANY,
-        pattern: r"(?-u)inflate (\d+\.\d+\.\d+(?:\.\d+)?) Copyright",
+        pattern: r"(?-u)inflate (\d+\.\d+(?:\.\d+){0,2}) Copyright",
         cpe: "zlib:zlib",
         version_from_name: false,
     },

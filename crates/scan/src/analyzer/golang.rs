@@ -82,7 +82,7 @@ pub fn read_build_info(data: &[u8]) -> Result<BuildInfo, BuildInfoError> {
                 (_, true) => u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])),
             }
         };
-        let read_string = |addr: u64| -> Result<String, BuildInfoError> {
+        let read_string = |addr: u64| -> Result<Vec<u8>, BuildInfoError> {
             let header = read_at(file, data, addr, 2 * ptr_size as u64)
                 .ok_or(BuildInfoError::Malformed("string header"))?;
             let (p, len) = (read_ptr(header), read_ptr(&header[ptr_size..]));
@@ -91,16 +91,22 @@ pub fn read_build_info(data: &[u8]) -> Result<BuildInfo, BuildInfoError> {
             }
             let bytes =
                 read_at(file, data, p, len).ok_or(BuildInfoError::Malformed("string data"))?;
-            Ok(String::from_utf8_lossy(bytes).into_owned())
+            Ok(bytes.to_vec())
         };
         let v = read_string(read_ptr(&hdr[16..]))?;
         let m = read_string(read_ptr(&hdr[16 + ptr_size..]))?;
         (v, m)
     };
+    let version = String::from_utf8_lossy(&version).into_owned();
     if !version.starts_with("go") && !version.starts_with("devel") {
         return Err(BuildInfoError::Malformed("version"));
     }
-    Ok(parse_modinfo(version, &modinfo))
+    // The linker wraps the module list in 16-byte binary sentinels; drop them before decoding.
+    let mut m = modinfo.as_slice();
+    if m.len() >= 33 && m[m.len() - 17] == b'\n' {
+        m = &m[16..m.len() - 16];
+    }
+    Ok(parse_modinfo(version, &String::from_utf8_lossy(m)))
 }
 
 fn find_magic(data: &[u8]) -> Option<usize> {
@@ -128,7 +134,7 @@ fn read_at<'a>(file: &object::File<'a>, data: &'a [u8], addr: u64, len: u64) -> 
     None
 }
 
-fn read_varint_string(b: &[u8]) -> Result<(String, usize), BuildInfoError> {
+fn read_varint_string(b: &[u8]) -> Result<(Vec<u8>, usize), BuildInfoError> {
     let mut len: u64 = 0;
     let mut shift = 0;
     let mut i = 0;
@@ -153,16 +159,12 @@ fn read_varint_string(b: &[u8]) -> Result<(String, usize), BuildInfoError> {
     let s = b
         .get(i..end)
         .ok_or(BuildInfoError::Malformed("truncated string"))?;
-    Ok((String::from_utf8_lossy(s).into_owned(), end))
+    Ok((s.to_vec(), end))
 }
 
-/// Parses the module list (`path`, `mod`, `dep`, `=>`, `build` lines), without the 16-byte
-/// sentinels the linker puts around it.
+/// Parses the module list (`path`, `mod`, `dep`, `=>`, `build` lines).
 pub fn parse_modinfo(go_version: String, modinfo: &str) -> BuildInfo {
-    let mut text = modinfo;
-    if text.len() >= 33 && text.as_bytes()[text.len() - 17] == b'\n' {
-        text = text.get(16..text.len() - 16).unwrap_or(text);
-    }
+    let text = modinfo;
     let mut info = BuildInfo {
         go_version,
         path: None,
@@ -216,10 +218,16 @@ pub fn parse_modinfo(go_version: String, modinfo: &str) -> BuildInfo {
 pub fn packages(info: &BuildInfo) -> Vec<Package> {
     let mut out = Vec::new();
     let mut push = |m: &Module, main: bool| {
+        // A replacement by a local directory (`=> ./x`) has no version of its own: the module
+        // keeps its name and version, and is marked as locally replaced.
+        let local = m
+            .replace
+            .as_ref()
+            .is_some_and(|r| r.path.starts_with(['.', '/']));
         let (path, version) = match &m.replace {
-            Some(r) if !r.version.is_empty() => (r.path.as_str(), r.version.as_str()),
-            Some(r) => (r.path.as_str(), m.version.as_str()),
-            None => (m.path.as_str(), m.version.as_str()),
+            Some(r) if !local && !r.version.is_empty() => (r.path.as_str(), r.version.as_str()),
+            Some(r) if !local => (r.path.as_str(), m.version.as_str()),
+            _ => (m.path.as_str(), m.version.as_str()),
         };
         if path.is_empty() {
             return;
@@ -233,9 +241,9 @@ pub fn packages(info: &BuildInfo) -> Vec<Package> {
         if let Some(r) = &m.replace {
             p.properties
                 .insert("go.replaced".into(), format!("{} {}", m.path, m.version));
-            if r.version.is_empty() {
+            if local {
                 p.properties
-                    .insert("go.replacement.local".into(), "true".into());
+                    .insert("go.replacement.local".into(), r.path.clone());
             }
         }
         if let Some(s) = &m.sum {
