@@ -43,41 +43,25 @@ fn walk(
     let mut poms = Vec::new();
     let mut manifest = None;
     let mut nested = Vec::new();
+    // Metadata first, so that a bomb among the nested archives cannot starve it of budget.
     for i in 0..zip.len() {
         let Ok(mut f) = zip.by_index(i) else { continue };
         let name = f.name().to_owned();
         let is_pom = name.starts_with("META-INF/maven/") && name.ends_with("/pom.properties");
         let is_manifest = name == "META-INF/MANIFEST.MF";
-        let is_nested = [".jar", ".war", ".ear"].iter().any(|e| name.ends_with(e));
-        if !(is_pom || is_manifest || is_nested) {
+        if [".jar", ".war", ".ear"].iter().any(|e| name.ends_with(e)) {
+            nested.push(i);
+        }
+        if !(is_pom || is_manifest) {
             continue;
         }
-        let cap = if is_nested {
-            opts.max_binary_size
-        } else {
-            MAX_META
+        let Some(buf) = read_capped(&mut f, MAX_META, budget, path, &name, warnings) else {
+            continue;
         };
-        let cap = cap.min(*budget);
-        // The declared size may lie: read through `take` and count what really came out.
-        let mut buf = Vec::new();
-        if f.by_ref().take(cap + 1).read_to_end(&mut buf).is_err() {
-            warnings.push(format!("{path}!{name}: unreadable entry"));
-            continue;
-        }
-        if buf.len() as u64 > cap {
-            warnings.push(format!(
-                "{path}!{name}: skipped, expands past the archive budget"
-            ));
-            *budget = budget.saturating_sub(cap);
-            continue;
-        }
-        *budget = budget.saturating_sub(buf.len() as u64);
         if is_pom {
             poms.push(String::from_utf8_lossy(&buf).into_owned());
-        } else if is_manifest {
-            manifest = Some(String::from_utf8_lossy(&buf).into_owned());
         } else {
-            nested.push((name, buf));
+            manifest = Some(String::from_utf8_lossy(&buf).into_owned());
         }
     }
     let mut found = false;
@@ -138,7 +122,15 @@ fn walk(
         ));
         return;
     }
-    for (name, buf) in nested {
+    // One nested archive in memory at a time per level: read it, analyse it, drop it.
+    for i in nested {
+        let Ok(mut f) = zip.by_index(i) else { continue };
+        let name = f.name().to_owned();
+        let Some(buf) = read_capped(&mut f, opts.max_binary_size, budget, path, &name, warnings)
+        else {
+            continue;
+        };
+        drop(f);
         walk(
             &format!("{path}!{name}"),
             &buf,
@@ -149,6 +141,33 @@ fn walk(
             warnings,
         );
     }
+}
+
+/// Reads an entry through `take`, because the declared size may lie; charges what came out to
+/// the archive's expansion budget. `None` (with a warning) past the cap or the budget.
+fn read_capped(
+    f: &mut impl Read,
+    cap: u64,
+    budget: &mut u64,
+    path: &str,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<u8>> {
+    let cap = cap.min(*budget);
+    let mut buf = Vec::new();
+    if f.take(cap + 1).read_to_end(&mut buf).is_err() {
+        warnings.push(format!("{path}!{name}: unreadable entry"));
+        return None;
+    }
+    if buf.len() as u64 > cap {
+        warnings.push(format!(
+            "{path}!{name}: skipped, expands past the archive budget"
+        ));
+        *budget = budget.saturating_sub(cap);
+        return None;
+    }
+    *budget = budget.saturating_sub(buf.len() as u64);
+    Some(buf)
 }
 
 fn maven(group: &str, artifact: &str, version: &str, path: &str) -> Package {
