@@ -355,20 +355,25 @@ fn classifiers_on_real_libraries() {
         debian_upstream("libssl3"),
         "openssl:openssl",
     );
-    check(
-        format!("{lib}/libcurl.so.4"),
-        "opt/lib/libcurl.so.4",
-        "curl",
-        debian_upstream("libcurl4"),
-        "haxx:libcurl",
-    );
-    check(
-        format!("{lib}/libsqlite3.so.0"),
-        "opt/lib/libsqlite3.so.0",
-        "sqlite",
-        debian_upstream("libsqlite3-0"),
-        "sqlite:sqlite",
-    );
+    // libcurl4 and libsqlite3-0 come with most Debian systems but not with every one.
+    if Path::new(&format!("{lib}/libcurl.so.4")).exists() {
+        check(
+            format!("{lib}/libcurl.so.4"),
+            "opt/lib/libcurl.so.4",
+            "curl",
+            debian_upstream("libcurl4"),
+            "haxx:libcurl",
+        );
+    }
+    if Path::new(&format!("{lib}/libsqlite3.so.0")).exists() {
+        check(
+            format!("{lib}/libsqlite3.so.0"),
+            "opt/lib/libsqlite3.so.0",
+            "sqlite",
+            debian_upstream("libsqlite3-0"),
+            "sqlite:sqlite",
+        );
+    }
     check(
         "/lib/x86_64-linux-gnu/libc.so.6".into(),
         "opt/lib/libc.so.6",
