@@ -197,13 +197,29 @@ pub fn inventory(layers: &[LayerIndex]) -> Inventory {
         p.files.dedup();
     }
 
-    // A binary that an OS package installed is that package, not a second finding.
-    let owned: HashSet<&str> = packages
+    // A binary that an OS package installed is that package, not a second finding. Package
+    // managers record paths as installed (`/lib/x86_64-linux-gnu/libc.so.6`), which on a
+    // merged-/usr system reach the file through a symlink (`lib -> usr/lib`): compare both the
+    // recorded and the resolved path.
+    let mut owned: HashSet<String> = HashSet::new();
+    let mut resolved_dirs: HashMap<String, String> = HashMap::new();
+    for f in packages
         .iter()
         .filter(|p| p.ecosystem.is_os())
-        .flat_map(|p| p.files.iter().map(String::as_str))
-        .collect();
-    let owned: HashSet<String> = owned.into_iter().map(str::to_owned).collect();
+        .flat_map(|p| p.files.iter())
+    {
+        owned.insert(f.clone());
+        // Resolve the directory once per directory, not once per file.
+        let (dir, base) = f.rsplit_once('/').unwrap_or(("", f.as_str()));
+        let rdir = resolved_dirs
+            .entry(dir.to_owned())
+            .or_insert_with(|| fs.resolve(dir).unwrap_or_else(|| dir.to_owned()));
+        owned.insert(if rdir.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{rdir}/{base}")
+        });
+    }
     packages.retain(|p| {
         p.ecosystem != Ecosystem::Binary || !p.evidence.iter().all(|e| owned.contains(&e.path))
     });

@@ -99,6 +99,11 @@ impl RegistrySource {
         ))
     }
 
+    /// `<base>/<repository>`, for messages and tests.
+    pub fn base_url(&self) -> String {
+        format!("{}/{}", self.base, self.repository)
+    }
+
     /// Sends a request, answering one authentication challenge if the registry makes one.
     async fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, ScanError> {
         let token = self.token.lock().ok().and_then(|t| t.clone());

@@ -483,3 +483,20 @@ fn oversized_files_are_skipped_with_warnings() {
         r.warnings
     );
 }
+
+#[test]
+fn ownership_through_a_merged_usr_symlink() {
+    // Debian bookworm: /lib is a symlink to usr/lib, dpkg records /lib/... paths.
+    let mut l = debian_base();
+    l.push(symlink("lib", "usr/lib"));
+    l.push(file(
+        "var/lib/dpkg/info/zlib1g:amd64.list",
+        "/.\n/lib/x86_64-linux-gnu/libz.so.1.2.13\n",
+    ));
+    l.push(real(
+        "usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+    ));
+    let r = analyze_layers(&[l], Comp::Gzip);
+    assert!(find(&r, "zlib").is_none(), "{:?}", names(&r));
+}
