@@ -351,6 +351,37 @@ fn read_and_analyze(
             return Ok(None);
         }
     }
+    if size > cap && want == Want::MaybeBinary {
+        // Too big to hold: scan it as it streams instead (classifiers, inline Go build info).
+        let mut messages = Vec::new();
+        let packages = analyzer::stream_binary(path, &head, entry, &mut messages)?;
+        messages.push(format!(
+            "{size} bytes is over the {cap}-byte limit for binaries: scanned as a stream, so \
+             pre-1.18 Go build info and cargo-auditable data were not read"
+        ));
+        index
+            .warnings
+            .extend(messages.into_iter().map(|message| Warning {
+                layer: Some(digest.clone()),
+                path: Some(path.to_owned()),
+                message,
+            }));
+        if packages.is_empty() {
+            return Ok(None);
+        }
+        let mut f = FileFindings {
+            path: path.to_owned(),
+            packages,
+            ..Default::default()
+        };
+        for p in &mut f.packages {
+            p.evidence.push(crate::model::Evidence {
+                layer: digest.clone(),
+                path: path.to_owned(),
+            });
+        }
+        return Ok(Some(f));
+    }
     if size > cap {
         index.warnings.push(Warning {
             layer: Some(digest.clone()),

@@ -34,27 +34,69 @@ static ALLOC: Counting = Counting;
 
 const MIB: u64 = 1 << 20;
 
-/// Writes the layer (tar, gzip) into `out`: a 400 MiB data file, a 100 MiB ELF executable (over
-/// the binary cap), a few mid-sized files, and an os-release.
+/// An inline (Go 1.18+) build info header with a small module list.
+fn go_buildinfo() -> Vec<u8> {
+    let mut b = b"\xff Go buildinf:\x08\x02".to_vec();
+    b.resize(32, 0);
+    let v = b"go1.22.1";
+    b.push(v.len() as u8);
+    b.extend_from_slice(v);
+    let mut m = vec![b'S'; 16];
+    m.extend_from_slice(b"path\texample.com/huge\nmod\texample.com/huge\tv1.0.0\t\ndep\tgolang.org/x/sys\tv0.18.0\th1:x=\n");
+    m.extend_from_slice(&[b'E'; 16]);
+    b.push(m.len() as u8);
+    b.extend_from_slice(&m);
+    b
+}
+
+/// Writes the layer (tar, gzip) into `out`: a 400 MiB data file, a 100 MiB Go executable with
+/// OpenSSL linked in (over the binary cap, so scanned as a stream), a few mid-sized files, and
+/// an os-release. Everything is generated as it is written; nothing big is allocated.
 fn generate(out: impl Write) {
     let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
-    let mut add = |path: &str, mode: u32, size: u64, head: &[u8]| {
+    let add = |b: &mut tar::Builder<_>, path: &str, mode: u32, size: u64, data: &mut dyn Read| {
         let mut h = tar::Header::new_gnu();
         h.set_size(size);
         h.set_mode(mode);
-        let data = head.chain(std::io::repeat(b'A').take(size - head.len() as u64));
         b.append_data(&mut h, path, data).unwrap();
     };
-    add("etc/os-release", 0o644, 24, b"ID=alpine\nVERSION_ID=");
-    add("data/big.bin", 0o644, 400 * MIB, b"");
-    add("usr/bin/huge", 0o755, 100 * MIB, b"\x7fELF");
+    let filler = |head: &'static [u8], size: u64| {
+        head.chain(std::io::repeat(b'A').take(size - head.len() as u64))
+    };
+    add(
+        &mut b,
+        "etc/os-release",
+        0o644,
+        24,
+        &mut filler(b"ID=alpine\nVERSION_ID=", 24),
+    );
+    add(
+        &mut b,
+        "data/big.bin",
+        0o644,
+        400 * MIB,
+        &mut filler(b"", 400 * MIB),
+    );
+    // The Go header sits 16-byte aligned, 80 MiB in; the OpenSSL string at 60 MiB.
+    let ssl = b"\0OpenSSL 3.0.11 19 Sep 2023\0";
+    let go = go_buildinfo();
+    let go_at = 80 * MIB;
+    let mut huge = (&b"\x7fELF"[..])
+        .chain(std::io::repeat(0).take(60 * MIB - 4))
+        .chain(&ssl[..])
+        .chain(std::io::repeat(b'G').take(go_at - 60 * MIB - ssl.len() as u64))
+        .chain(go.as_slice())
+        .chain(std::io::repeat(0).take(100 * MIB - go_at - go.len() as u64));
+    add(&mut b, "usr/bin/huge", 0o755, 100 * MIB, &mut huge);
     for i in 0..3 {
+        let path = format!("usr/lib/libthing{i}.so.1");
         add(
-            &format!("usr/lib/libthing{i}.so.1"),
+            &mut b,
+            &path,
             0o644,
             4 * MIB,
-            b"\x7fELF\x02\x01\x01",
+            &mut filler(b"\x7fELF\x02\x01\x01", 4 * MIB),
         );
     }
     b.into_inner().unwrap().finish().unwrap();
@@ -111,8 +153,29 @@ fn a_512_mib_layer_is_indexed_in_bounded_memory() {
         "{:?}",
         index.warnings
     );
+    let huge = index
+        .findings
+        .iter()
+        .find(|f| f.path == "usr/bin/huge")
+        .expect("findings in the streamed binary");
+    let mut found: Vec<String> = huge
+        .packages
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.version))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "example.com/huge@v1.0.0",
+            "golang.org/x/sys@v0.18.0",
+            "openssl@3.0.11",
+            "stdlib@go1.22.1"
+        ]
+    );
     eprintln!("peak allocation during indexing: {} KiB", peak >> 10);
-    // The three 4 MiB libraries were read (one at a time); nothing else was held.
+    // The three 4 MiB libraries were read (one at a time), the big binary in windows of 4 MiB;
+    // nothing else was held.
     assert!(
         peak < 24 * MIB as usize,
         "peak allocation {} MiB",

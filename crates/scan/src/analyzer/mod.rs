@@ -205,4 +205,85 @@ fn analyze_binary(path: &str, data: &[u8], warnings: &mut Vec<String>) -> Vec<Pa
     out
 }
 
+use std::io::{self, Read};
+
 use crate::model::Package;
+
+/// How much of an oversized binary is held at once, and how much of each window is kept for
+/// the next so that a string cut by a window boundary is still seen whole.
+const WINDOW: usize = 4 << 20;
+const OVERLAP: usize = 4 << 10;
+/// Bytes kept after a Go build info header: the module list of a large program is tens of KiB.
+const GO_CAPTURE: usize = 1 << 20;
+
+/// Scans a binary too large to hold, window by window: the classifier table, and Go build info
+/// in the inline layout (Go 1.18+), whose module list follows its header. `head` is what was
+/// already read of the file.
+pub fn stream_binary(
+    path: &str,
+    head: &[u8],
+    rest: &mut impl Read,
+    warnings: &mut Vec<String>,
+) -> io::Result<Vec<Package>> {
+    let magic = regex::bytes::Regex::new(r"(?-u)\xff Go buildinf:").map_err(io::Error::other)?;
+    let mut found: Vec<Package> = Vec::new();
+    let mut window: Vec<u8> = Vec::with_capacity(WINDOW + OVERLAP);
+    window.extend_from_slice(head);
+    // Absolute offset of window[0] in the file.
+    let mut base: u64 = 0;
+    let mut go: Option<Vec<u8>> = None;
+    let mut go_done = false;
+    loop {
+        let before = window.len();
+        rest.take((WINDOW + OVERLAP - before) as u64)
+            .read_to_end(&mut window)?;
+        let eof = window.len() < WINDOW + OVERLAP;
+        // Classifiers: keep the first version each one finds.
+        for p in binary::classify(path, &window) {
+            if !found.iter().any(|f| f.name == p.name) {
+                found.push(p);
+            }
+        }
+        // Go build info: find the header (16-byte aligned in the file), then collect what follows.
+        if !go_done {
+            match go.as_mut() {
+                Some(buf) => {
+                    let new = &window[OVERLAP.min(window.len())..];
+                    let take = (GO_CAPTURE - buf.len()).min(new.len());
+                    buf.extend_from_slice(&new[..take]);
+                }
+                None => {
+                    if let Some(m) = magic
+                        .find_iter(&window)
+                        .find(|m| (base + m.start() as u64).is_multiple_of(16))
+                    {
+                        let end = (m.start() + GO_CAPTURE).min(window.len());
+                        go = Some(window[m.start()..end].to_vec());
+                    }
+                }
+            }
+            if let Some(buf) = &go
+                && (buf.len() >= GO_CAPTURE || eof)
+            {
+                go_done = true;
+                match golang::read_build_info(buf) {
+                    Ok(info) => found.extend(golang::packages(&info)),
+                    Err(e) => warnings.push(e.to_string()),
+                }
+            }
+        }
+        if eof {
+            break;
+        }
+        let keep = window.len() - OVERLAP;
+        window.drain(..keep);
+        base += keep as u64;
+    }
+    if found
+        .iter()
+        .any(|p| p.ecosystem == crate::model::Ecosystem::Golang)
+    {
+        found.retain(|p| p.name != "go" || p.ecosystem != crate::model::Ecosystem::Binary);
+    }
+    Ok(found)
+}
