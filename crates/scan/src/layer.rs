@@ -54,8 +54,10 @@ pub struct VerifyingReader<R> {
 }
 
 impl<R: Read> VerifyingReader<R> {
-    pub fn new(inner: R, expected: Digest, on_bytes: Box<dyn FnMut(u64) + Send>) -> Self {
-        let hasher = Some(expected.algorithm().hasher());
+    /// Verifies against `expected`; with `None` it only counts (the digest is checked elsewhere).
+    pub fn new(inner: R, expected: Option<Digest>, on_bytes: Box<dyn FnMut(u64) + Send>) -> Self {
+        let hasher = expected.as_ref().map(|d| d.algorithm().hasher());
+        let expected = expected.unwrap_or_else(|| Digest::sha256_of(b""));
         VerifyingReader {
             inner,
             expected,
@@ -120,9 +122,13 @@ pub fn index_layer(
         digest: digest.clone(),
         message: e.to_string(),
     };
+    // A `docker save` layer is named by its diff ID, the digest of the uncompressed tar, and may
+    // be stored compressed: verify after decompression. Everything else is verified as stored.
+    let detect = compression == Compression::Detect;
+    let raw_expected = (!detect).then(|| digest.clone());
     let mut verifying = BufReader::with_capacity(
         64 << 10,
-        VerifyingReader::new(reader, digest.clone(), on_bytes),
+        VerifyingReader::new(reader, raw_expected, on_bytes),
     );
     let compression = match compression {
         Compression::Detect => {
@@ -152,6 +158,15 @@ pub fn index_layer(
                 zstd::stream::read::Decoder::with_buffer(&mut verifying).map_err(layer_err)?,
             ),
             _ => Box::new(&mut verifying),
+        };
+        let decoded: Box<dyn Read + Send + '_> = if detect {
+            Box::new(VerifyingReader::new(
+                decoded,
+                Some(digest.clone()),
+                Box::new(|_| {}),
+            ))
+        } else {
+            decoded
         };
         let mut counted = CountingReader {
             inner: decoded,

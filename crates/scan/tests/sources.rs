@@ -90,7 +90,8 @@ fn docker_save_archive() {
             b.append_data(&mut h, name, data).unwrap();
         };
         add("aaa/layer.tar", &t1);
-        add("bbb/layer.tar", &t2);
+        // Layers may be stored compressed; their names stay the uncompressed digests.
+        add("bbb/layer.tar", &compress(&t2, Comp::Gzip).0);
         add(&cfg_name, &config);
         add("manifest.json", &manifest);
         b.finish().unwrap();

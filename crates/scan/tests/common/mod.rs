@@ -190,9 +190,26 @@ impl Layout {
 
     /// Writes an image (config + layers + manifest) and returns the manifest's descriptor.
     pub fn image(&mut self, layers: &[(Vec<u8>, &str)], arch: &str) -> serde_json::Value {
+        // Diff IDs are digests of the uncompressed tars (of the bytes as they are, for the
+        // corrupt blobs some tests write).
         let diff_ids: Vec<String> = layers
             .iter()
-            .map(|(b, _)| Digest::sha256_of(b).to_string())
+            .map(|(b, mt)| {
+                let tar = if mt.ends_with("gzip") {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::GzDecoder::new(b.as_slice()),
+                        &mut out,
+                    )
+                    .ok()
+                    .map(|_| out)
+                } else if mt.ends_with("zstd") {
+                    zstd::decode_all(b.as_slice()).ok()
+                } else {
+                    None
+                };
+                Digest::sha256_of(tar.as_deref().unwrap_or(b)).to_string()
+            })
             .collect();
         let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}})).unwrap();
         let cd = self.blob(&config);
