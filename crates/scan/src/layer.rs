@@ -212,6 +212,24 @@ pub fn normalize_path(raw: &str) -> Result<(String, bool), String> {
     Ok((parts.join("/"), absolute))
 }
 
+/// Normalises a path resolving `..` against what precedes it (`a/../b` is `b`); `Err` when it
+/// climbs above the root. For archive-internal links, not for layer entries.
+pub fn normalize_path_lexically(raw: &str) -> Result<(String, bool), String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts
+                    .pop()
+                    .ok_or_else(|| format!("path {raw:?} climbs out of the root"))?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok((parts.join("/"), raw.starts_with('/')))
+}
+
 fn walk_tar(
     reader: &mut impl Read,
     digest: &Digest,

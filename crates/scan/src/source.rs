@@ -303,19 +303,41 @@ fn index_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, ScanError> {
     file.seek(SeekFrom::Start(0))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut out = HashMap::new();
+    // `docker save` names layers `<id>/layer.tar`, which newer writers make symlinks to
+    // `../<digest>.tar`: resolved once all entries are known.
+    let mut links: Vec<(String, String)> = Vec::new();
     for entry in archive.entries_with_seek()? {
         let entry = entry.map_err(|e| ScanError::Source(format!("archive: {e}")))?;
-        if !matches!(
-            entry.header().entry_type(),
-            tar::EntryType::Regular | tar::EntryType::Continuous
-        ) {
-            continue;
-        }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Ok((name, _)) = crate::layer::normalize_path(&name) else {
             continue;
         };
-        out.insert(name, (entry.raw_file_position(), entry.size()));
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                out.insert(name, (entry.raw_file_position(), entry.size()));
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .unwrap_or_default();
+                let joined = match (entry.header().entry_type(), name.rsplit_once('/')) {
+                    (tar::EntryType::Symlink, Some((dir, _))) if !target.starts_with('/') => {
+                        format!("{dir}/{target}")
+                    }
+                    _ => target,
+                };
+                if let Ok((target, _)) = crate::layer::normalize_path_lexically(&joined) {
+                    links.push((name, target));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (name, target) in links {
+        if let Some(&e) = out.get(&target) {
+            out.entry(name).or_insert(e);
+        }
     }
     Ok(out)
 }

@@ -83,17 +83,23 @@ fn docker_save_archive() {
     let f = tempfile::NamedTempFile::new().unwrap();
     {
         let mut b = tar::Builder::new(f.reopen().unwrap());
-        let mut add = |name: &str, data: &[u8]| {
+        let add = |b: &mut tar::Builder<_>, name: &str, data: &[u8]| {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
             b.append_data(&mut h, name, data).unwrap();
         };
-        add("aaa/layer.tar", &t1);
+        // The base layer the way newer writers store it: a symlink to `../<digest>.tar`.
+        add(&mut b, "a1b2.tar", &t1);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "aaa/layer.tar", "../a1b2.tar")
+            .unwrap();
         // Layers may be stored compressed; their names stay the uncompressed digests.
-        add("bbb/layer.tar", &compress(&t2, Comp::Gzip).0);
-        add(&cfg_name, &config);
-        add("manifest.json", &manifest);
+        add(&mut b, "bbb/layer.tar", &compress(&t2, Comp::Gzip).0);
+        add(&mut b, &cfg_name, &config);
+        add(&mut b, "manifest.json", &manifest);
         b.finish().unwrap();
     }
     let r = run(async {
