@@ -481,3 +481,23 @@ fn classifiers_on_version_strings() {
     );
     check("usr/bin/python3.12", b"\x003.12.1\x00", "python", "3.12.1");
 }
+
+#[test]
+fn a_real_cargo_auditable_binary() {
+    // Built by cargo-auditable (see fixtures/rust/SOURCE), stripped, with one dependency.
+    let r = analyze_layers(
+        &[vec![exe(
+            "usr/local/bin/audhello",
+            fixture("rust/audhello"),
+        )]],
+        Comp::Gzip,
+    );
+    assert_eq!(names(&r), ["audhello@0.3.1", "hex@0.4.3"]);
+    let hex = find(&r, "hex").unwrap();
+    assert_eq!(hex.purl, "pkg:cargo/hex@0.4.3");
+    assert_eq!(hex.properties["cargo.source"], "crates.io");
+    assert_eq!(
+        find(&r, "audhello").unwrap().properties["cargo.root"],
+        "true"
+    );
+}
