@@ -501,3 +501,28 @@ fn a_real_cargo_auditable_binary() {
         "true"
     );
 }
+
+#[test]
+fn real_go_1_23_build_info_bytes() {
+    // The `.go.buildinfo` bytes of a released terraform binary (Go 1.23.3), cut out as they are.
+    let mut data = b"\x7fELF".to_vec();
+    data.resize(1 << 12, 0);
+    data.extend_from_slice(&fixture("go-buildinfo-terraform.bin"));
+    let info = golang::read_build_info(&data).unwrap();
+    assert_eq!(info.go_version, "go1.23.3");
+    assert_eq!(info.path.as_deref(), Some("github.com/hashicorp/terraform"));
+    assert!(info.deps.len() > 200, "{}", info.deps.len());
+    let pkgs = golang::packages(&info);
+    let dep = pkgs
+        .iter()
+        .find(|p| p.name == "cloud.google.com/go/iam")
+        .unwrap();
+    assert_eq!(dep.version, "v1.1.1");
+    assert!(dep.properties["go.sum"].starts_with("h1:"));
+    assert_eq!(
+        pkgs.iter()
+            .filter(|p| p.properties.contains_key("go.replacement.local"))
+            .count(),
+        9
+    );
+}
