@@ -7,33 +7,46 @@
 //!
 //! 1. **Per layer** ([`layer::index_layer`]): the compressed blob streams from an
 //!    [`ImageSource`] through a digest-verifying reader and a decompressor (gzip, zstd or none,
-//!    by media type) into a tar walker, on a blocking thread fed by a bounded bridge
-//!    (`SyncIoBridge`). Every entry is recorded ([`model::FileEntry`]); the few files an
-//!    analyser wants (chosen by path, and ELF files by their first bytes) are read into memory
-//!    under a size cap, one at a time, and analysed; all other data is skipped as it streams.
-//!    Nothing is written to disk except a capped copy of an `rpmdb.sqlite`, which SQLite can
-//!    only open as a file. The result, a [`LayerIndex`], depends only on the layer's bytes and
-//!    [`ANALYZER_VERSION`], so callers cache it by layer digest ([`LayerCache`]); a layer shared
-//!    by many images is analysed once.
+//!    by media type; other media types are refused before anything is fetched) into a tar
+//!    walker, on a blocking thread fed by a bounded bridge (`SyncIoBridge`). Every entry is
+//!    recorded ([`model::FileEntry`]); the few files an analyser wants (chosen by path, and ELF
+//!    files by their first bytes) are read into memory one at a time under a size cap
+//!    ([`AnalyzerOptions`]); binaries over the cap are scanned as a stream in 4 MiB windows; all
+//!    other data is skipped as it streams. Memory is bounded by the caps, not by the layer
+//!    (`tests/memory.rs` indexes a 512 MiB layer with a peak of a few MiB). Nothing is written
+//!    to disk except a capped copy of an `rpmdb.sqlite`, which SQLite can only open as a file.
+//!    The result, a [`LayerIndex`], depends only on the layer's bytes and [`ANALYZER_VERSION`],
+//!    so callers cache it by layer digest ([`LayerCache`], or their own store with
+//!    [`layer_index`] and [`assemble_report`]); a layer shared by many images is analysed once.
 //! 2. **Merge** ([`merge::inventory`]): the layer indexes are applied bottom to top (whiteouts,
-//!    opaque directories, replacement, hard links, symlinks resolved in the final tree, so
-//!    `etc/os-release -> ../usr/lib/os-release` works across layers) and the findings of files
-//!    that survive become the inventory: the OS, packages with purls (whose `distro` qualifier
-//!    needs the final OS, which is why purls are computed here and not per layer), CPEs and
-//!    evidence (layer digest and path). A binary recognised by the classifier table but owned
-//!    by an OS package is left to that package.
+//!    opaque directories, replacement, hard links including links to lower layers, symlinks
+//!    resolved in the final tree, so `etc/os-release -> ../usr/lib/os-release` works across
+//!    layers) and the findings of files that survive become the inventory: the OS, packages with
+//!    purls (whose `distro` qualifier needs the final OS, which is why purls are computed here
+//!    and not per layer), CPEs and evidence (layer digest and path). A binary recognised by the
+//!    classifier table at a path an OS package owns (dpkg file lists, apk `F:`/`R:`, rpm file
+//!    names; compared through symlinks such as merged-`/usr`) is left to that package.
 //!
 //! Analysers ([`analyzer`]) are pure functions of a file's path and bytes: os-release, dpkg
-//! (status, distroless `status.d`, file lists), apk, rpm (SQLite, Berkeley DB, NDB; headers
-//! parsed here), Go build info, cargo-auditable, Cargo.lock, Python metadata, npm, Java
-//! archives, RubyGems, and the binary classifier table. A file they cannot read is a
-//! [`Warning`], never an error and never a panic.
+//! (status, distroless `status.d`, `info/*.list` and `*.md5sums`), apk, rpm (SQLite, Berkeley
+//! DB hash, NDB; headers parsed here), Go build info (both header layouts), cargo-auditable,
+//! Cargo.lock, Python metadata, npm (`package.json`, lock files as declared), Java archives
+//! (nested, within an expansion budget), RubyGems, and the binary classifier table
+//! ([`analyzer::binary::CLASSIFIERS`]). A file they cannot read is a [`Warning`], never an
+//! error and never a panic; a layer that does not decompress, is not a tar or does not match
+//! its digest is an error ([`ScanError`]).
 //!
-//! Output ([`output`]): Berth's JSON ([`ImageReport`] with serde), CycloneDX 1.6, SPDX 2.3 and a
-//! text table.
+//! Sources ([`source`], [`registry`]): OCI layout directories, OCI and `docker save` archives
+//! (whose layers are named by diff ID and so verified after decompression), and registries
+//! (anonymous, Basic, or Bearer tokens from a `WWW-Authenticate` challenge). Each gives manifest
+//! bytes and blob streams; digests are verified while streaming.
+//!
+//! Output ([`output`]): Berth's JSON ([`ImageReport`] with serde), CycloneDX 1.6 (validated in
+//! tests against the official schema), SPDX 2.3 and a text table.
 //!
 //! Entry points: [`analyze_image`] (one image, or one platform of an index) and
-//! [`analyze_index`] (every platform, attestation manifests skipped).
+//! [`analyze_index`] (every platform, attestation manifests skipped), both reporting
+//! [`Progress`].
 
 pub mod analyzer;
 pub mod error;
@@ -324,18 +337,47 @@ async fn analyze_manifest<S: ImageSource>(
         indexes.push(index);
     }
     progress(Progress::Merging);
-    let inv = merge::inventory(&indexes);
-    Ok(ImageReport {
+    Ok(assemble_report(
+        ImageIdentity {
+            reference: reference.to_owned(),
+            manifest_digest,
+            config_digest,
+            platform,
+        },
+        summaries,
+        &indexes,
+    ))
+}
+
+/// What names an image in a report.
+#[derive(Debug, Clone)]
+pub struct ImageIdentity {
+    pub reference: String,
+    pub manifest_digest: Digest,
+    pub config_digest: Option<Digest>,
+    pub platform: Option<Platform>,
+}
+
+/// Builds an image's report from its layers' indexes (bottom layer first), for callers that
+/// index and cache layers themselves (with [`layer_index`] or [`layer::index_layer`]) and only
+/// need the merge.
+pub fn assemble_report(
+    image: ImageIdentity,
+    layers: Vec<LayerSummary>,
+    indexes: &[LayerIndex],
+) -> ImageReport {
+    let inv = merge::inventory(indexes);
+    ImageReport {
         analyzer_version: ANALYZER_VERSION,
-        reference: reference.to_owned(),
-        manifest_digest,
-        config_digest,
-        platform,
-        layers: summaries,
+        reference: image.reference,
+        manifest_digest: image.manifest_digest,
+        config_digest: image.config_digest,
+        platform: image.platform,
+        layers,
         os: inv.os,
         packages: inv.packages,
         warnings: inv.warnings,
-    })
+    }
 }
 
 /// The index of one layer: from the cache, or by streaming the blob on a blocking thread.

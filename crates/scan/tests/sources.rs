@@ -441,3 +441,48 @@ fn json_and_table() {
     let header = t.lines().find(|l| l.starts_with("NAME")).unwrap();
     assert_eq!(header.find("VERSION"), line.find("1.2."));
 }
+
+#[test]
+fn analysis_futures_are_send() {
+    // The server runs analyses on tokio tasks.
+    fn assert_send<T: Send>(_: &T) {}
+    let l = multi_platform();
+    let src = LocalSource::oci_layout(l.path()).unwrap();
+    let opts = AnalyzeOptions::default();
+    let f = berth_scan::analyze_image(&src, "multi", &opts, berth_scan::no_progress());
+    assert_send(&f);
+    let g = berth_scan::analyze_index(&src, "multi", &opts, berth_scan::no_progress());
+    assert_send(&g);
+    let reports = run(g);
+    // Re-assembling from cached indexes gives the same report.
+    let cache = Arc::new(MemoryLayerCache::default());
+    let opts = AnalyzeOptions {
+        cache: Some(cache.clone()),
+        ..Default::default()
+    };
+    let r = run(berth_scan::analyze_image(
+        &src,
+        "multi",
+        &opts,
+        berth_scan::no_progress(),
+    ))
+    .unwrap();
+    assert_eq!(r.packages, reports.unwrap()[0].packages);
+    let indexes: Vec<_> = r
+        .layers
+        .iter()
+        .map(|l| cache.get(&l.digest).unwrap())
+        .collect();
+    let again = berth_scan::assemble_report(
+        berth_scan::ImageIdentity {
+            reference: r.reference.clone(),
+            manifest_digest: r.manifest_digest.clone(),
+            config_digest: r.config_digest.clone(),
+            platform: r.platform.clone(),
+        },
+        r.layers.clone(),
+        &indexes,
+    );
+    assert_eq!(again, r);
+    drop(f);
+}
