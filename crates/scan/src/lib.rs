@@ -62,6 +62,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_oci::{Descriptor, Digest, Manifest};
+use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
 
 pub use analyzer::AnalyzerOptions;
@@ -138,6 +139,9 @@ pub struct AnalyzeOptions {
     /// The platform to pick from an index; default `linux/amd64`, or the only image there is.
     pub platform: Option<Platform>,
     pub cache: Option<Arc<dyn LayerCache>>,
+    /// Layers indexed at once (0 means 2). Each holds at most one capped file in memory and a
+    /// blocking thread, so this bounds both.
+    pub concurrency: usize,
 }
 
 const ATTESTATION: &str = "attestation-manifest";
@@ -324,10 +328,22 @@ async fn analyze_manifest<S: ImageSource>(
         layers: manifest.layers.len(),
         total_bytes: total,
     });
+    // Layers stream concurrently (downloads overlap), results stay in layer order.
+    let concurrency = if options.concurrency == 0 {
+        2
+    } else {
+        options.concurrency
+    };
+    // Owned descriptors: a closure over borrowed ones makes the future not `Send` (rustc's
+    // higher-ranked lifetime limitation with stream adapters).
+    let results: Vec<(LayerIndex, bool)> = futures::stream::iter(manifest.layers.clone())
+        .map(|l| async move { layer_index(source, &l, options, progress).await })
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
     let mut indexes = Vec::new();
     let mut summaries = Vec::new();
-    for l in &manifest.layers {
-        let (index, cached) = layer_index(source, l, options, progress).await?;
+    for (l, (index, cached)) in manifest.layers.iter().zip(results) {
         summaries.push(LayerSummary {
             digest: l.digest.clone(),
             media_type: l.media_type.clone(),
