@@ -136,6 +136,9 @@ static COMPILED: LazyLock<Vec<Option<Regex>>> = LazyLock::new(|| {
         .collect()
 });
 
+/// `major.minor` in a file name (`libpython3.11.so.1.0`).
+static NAME_VERSION: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(\d+\.\d+)").ok());
+
 /// Whether `name` matches `glob`, where `*` matches any run of characters.
 pub fn glob_match(glob: &str, name: &str) -> bool {
     let parts: Vec<&str> = glob.split('*').collect();
@@ -159,7 +162,7 @@ pub fn glob_match(glob: &str, name: &str) -> bool {
 /// Runs every classifier whose glob matches `path`'s base name over `data`.
 pub fn classify(path: &str, data: &[u8]) -> Vec<Package> {
     let base = path.rsplit('/').next().unwrap_or(path);
-    let name_version = Regex::new(r"(\d+\.\d+)").ok().and_then(|r| {
+    let name_version = NAME_VERSION.as_ref().and_then(|r| {
         r.captures(base.as_bytes())
             .and_then(|c| c.get(1))
             .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())

@@ -225,7 +225,9 @@ pub fn stream_binary(
     rest: &mut impl Read,
     warnings: &mut Vec<String>,
 ) -> io::Result<Vec<Package>> {
-    let magic = regex::bytes::Regex::new(r"(?-u)\xff Go buildinf:").map_err(io::Error::other)?;
+    let magic = golang::MAGIC_FINDER
+        .as_ref()
+        .ok_or_else(|| io::Error::other("Go magic regex"))?;
     let mut found: Vec<Package> = Vec::new();
     let mut window: Vec<u8> = Vec::with_capacity(WINDOW + OVERLAP);
     window.extend_from_slice(head);
