@@ -168,14 +168,15 @@ pub fn index_layer(
         } else {
             decoded
         };
+        let count = std::rc::Rc::new(std::cell::Cell::new(0));
         let mut counted = CountingReader {
             inner: decoded,
-            count: 0,
+            count: count.clone(),
         };
-        walk_tar(&mut counted, digest, opts, &mut index).map_err(layer_err)?;
+        walk_tar(&mut counted, &count, digest, opts, &mut index).map_err(layer_err)?;
         // Whatever follows the end-of-archive blocks still has to decompress cleanly.
         io::copy(&mut counted, &mut io::sink()).map_err(layer_err)?;
-        index.tar_size = counted.count;
+        index.tar_size = count.get();
     }
     verifying.into_inner().finish().map_err(|e| match e {
         ScanError::Io(e) => layer_err(e),
@@ -184,15 +185,17 @@ pub fn index_layer(
     Ok(index)
 }
 
+/// Counts the uncompressed bytes; shared so the tar walker can tell, when the stream ends
+/// early, whether the last entry's data was complete.
 struct CountingReader<R> {
     inner: R,
-    count: u64,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
+        self.count.set(self.count.get() + n as u64);
         Ok(n)
     }
 }
@@ -232,6 +235,7 @@ pub fn normalize_path_lexically(raw: &str) -> Result<(String, bool), String> {
 
 fn walk_tar(
     reader: &mut impl Read,
+    count: &std::cell::Cell<u64>,
     digest: &Digest,
     opts: &AnalyzerOptions,
     index: &mut LayerIndex,
@@ -246,8 +250,31 @@ fn walk_tar(
             message,
         });
     };
+    // Where the last entry's data ends in the tar stream.
+    let mut data_end: u64 = 0;
     for entry in archive.entries()? {
-        let mut entry = entry?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            // Some writers (umoci 0.4) end a layer right after the last file's data, without
+            // the padding and end-of-archive blocks. The blob's digest vouches for what is
+            // there, and every file is complete: a warning. Data cut short is still an error.
+            // (The tar crate reports a short skip as `Other` with this message.)
+            Err(e)
+                if (e.kind() == io::ErrorKind::UnexpectedEof
+                    || e.to_string().contains("unexpected EOF"))
+                    && data_end > 0
+                    && count.get() >= data_end =>
+            {
+                warn(
+                    index,
+                    None,
+                    "the tar stream ends without its end-of-archive blocks".into(),
+                );
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        data_end = entry.raw_file_position() + entry.size();
         let ty = entry.header().entry_type();
         if matches!(
             ty,

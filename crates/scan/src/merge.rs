@@ -209,6 +209,14 @@ pub fn inventory(layers: &[LayerIndex]) -> Inventory {
         .flat_map(|p| p.files.iter())
     {
         owned.insert(f.clone());
+        // The merged-/usr aliases, for images that lack the `lib -> usr/lib` symlinks
+        // themselves (a partial filesystem, or one assembled from selected directories).
+        if ["bin/", "sbin/", "lib/", "lib32/", "lib64/", "libx32/"]
+            .iter()
+            .any(|d| f.starts_with(d))
+        {
+            owned.insert(format!("usr/{f}"));
+        }
         // Resolve the directory once per directory, not once per file.
         let (dir, base) = f.rsplit_once('/').unwrap_or(("", f.as_str()));
         let rdir = resolved_dirs

@@ -500,3 +500,46 @@ fn ownership_through_a_merged_usr_symlink() {
     let r = analyze_layers(&[l], Comp::Gzip);
     assert!(find(&r, "zlib").is_none(), "{:?}", names(&r));
 }
+
+#[test]
+fn ownership_through_merged_usr_aliases_without_the_symlink() {
+    let mut l = debian_base();
+    l.push(file(
+        "var/lib/dpkg/info/zlib1g:amd64.list",
+        "/lib/x86_64-linux-gnu/libz.so.1.2.13\n",
+    ));
+    l.push(real(
+        "usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+    ));
+    let r = analyze_layers(&[l], Comp::Gzip);
+    assert!(find(&r, "zlib").is_none(), "{:?}", names(&r));
+}
+
+#[test]
+fn a_tar_without_end_blocks_is_read_with_a_warning() {
+    // As umoci 0.4 writes some layers: the last file's data, then nothing.
+    let full = layer_tar(&[
+        file("etc/os-release", fixture("os-release-alpine319")),
+        file("x/y", "hello"),
+    ]);
+    let end = 512 * 3 + 5; // header, os-release data (< 512), header, "hello"
+    assert!(fixture("os-release-alpine319").len() < 512);
+    let cut = full[..end].to_vec();
+    let (gz, mt) = compress(&cut, Comp::Gzip);
+    let r = analyze_blob(gz, mt).unwrap();
+    assert_eq!(r.os.unwrap().id, "alpine");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("end-of-archive")),
+        "{:?}",
+        r.warnings
+    );
+    // Cut inside the last file's data: an error.
+    let (gz, mt) = compress(&full[..end - 2], Comp::Gzip);
+    assert!(analyze_blob(gz, mt).is_err());
+    // Cut inside a header: an error.
+    let (gz, mt) = compress(&full[..512 * 2 + 100], Comp::Gzip);
+    assert!(analyze_blob(gz, mt).is_err());
+}
