@@ -34,7 +34,8 @@
 //! (nested, within an expansion budget), RubyGems, and the binary classifier table
 //! ([`analyzer::binary::CLASSIFIERS`]). A file they cannot read is a [`Warning`], never an
 //! error and never a panic; a layer that does not decompress, is not a tar or does not match
-//! its digest is an error ([`ScanError`]).
+//! its digest is an error ([`ScanError`]); a tar that ends right after its last complete file,
+//! without the end-of-archive blocks (as umoci 0.4 writes some), is read with a warning.
 //!
 //! Sources ([`source`], [`registry`]): OCI layout directories, OCI and `docker save` archives
 //! (whose layers are named by diff ID and so verified after decompression), and registries
