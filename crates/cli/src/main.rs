@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod scan;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,10 @@ enum Command {
     },
     /// Measure a registry's throughput and latency (Berth or any other, for comparison).
     Bench(Box<berth_bench::BenchArgs>),
+    /// Inventory an image down to its binaries (an SBOM): OS packages, language packages and
+    /// statically linked libraries, from an OCI layout, an archive or a registry. Exits non-zero
+    /// when the image cannot be read.
+    Scan(scan::ScanArgs),
 }
 
 /// Where the registry's configuration and data are.
@@ -96,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(admin::run(location.load()?, command))
         }
         Command::Bench(args) => runtime.block_on(berth_bench::run(*args)),
+        Command::Scan(args) => runtime.block_on(scan::run(args)),
     }
 }
 
