@@ -619,3 +619,131 @@ fn outages_during_traffic_lose_nothing_acknowledged() {
         );
     }
 }
+
+/// Pushes a small image (config blob + manifest) under `tag` through `server`; returns the
+/// manifest's digest.
+fn push_image(server: &TestServer, auth: &str, repo: &str, tag: &str, salt: &str) -> String {
+    let config = Blob::new(
+        MT_OCI_CONFIG,
+        serde_json::to_vec(
+            &serde_json::json!({"architecture": "amd64", "os": "linux", "salt": salt}),
+        )
+        .unwrap(),
+    );
+    let put = http(
+        "POST",
+        &format!(
+            "{}/v2/{repo}/blobs/uploads/?digest={}",
+            server.url(),
+            config.digest
+        ),
+        &[
+            ("Authorization", auth),
+            ("Content-Length", &config.data.len().to_string()),
+        ],
+        Some(&config.data),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [],
+    }))
+    .unwrap();
+    let resp = http(
+        "PUT",
+        &format!("{}/v2/{repo}/manifests/{tag}", server.url()),
+        &[
+            ("Authorization", auth),
+            ("Content-Type", MT_OCI_MANIFEST),
+            ("Content-Length", &manifest.len().to_string()),
+        ],
+        Some(&manifest),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    sha256_digest(&manifest)
+}
+
+fn get_manifest(server: &TestServer, auth: &str, repo: &str, reference: &str) -> HttpResponse {
+    http(
+        "GET",
+        &format!("{}/v2/{repo}/manifests/{reference}", server.url()),
+        &[("Authorization", auth), ("Accept", MANIFEST_ACCEPT)],
+        None,
+    )
+}
+
+/// Each replica caches hot manifests; a tag moved, a tag created or a manifest deleted through
+/// one replica is seen by the others on their very next request.
+#[test]
+fn replica_caches_follow_each_others_writes() {
+    let env = scale_out_env();
+    let c = cluster(2, &env);
+    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+    let auth = bearer(&token(a, "repository:acme/cache:push,pull,delete"));
+    let repo = "acme/cache";
+    let check = |round: usize| {
+        let first = push_image(a, &auth, repo, "latest", &format!("one-{round}"));
+        // Warm B's cache: the tag, the manifest by digest, the tag list.
+        for _ in 0..3 {
+            let got = get_manifest(b, &auth, repo, "latest");
+            assert_eq!(got.header("docker-content-digest"), Some(first.as_str()));
+            assert_eq!(get_manifest(b, &auth, repo, &first).status, 200);
+        }
+        let list = |s: &TestServer| {
+            http(
+                "GET",
+                &format!("{}/v2/{repo}/tags/list", s.url()),
+                &[("Authorization", &auth)],
+                None,
+            )
+            .json()["tags"]
+                .clone()
+        };
+        let _ = list(b);
+        // The tag moves through A: B serves the new manifest at once.
+        let second = push_image(a, &auth, repo, "latest", &format!("two-{round}"));
+        let got = get_manifest(b, &auth, repo, "latest");
+        assert_eq!(
+            got.header("docker-content-digest"),
+            Some(second.as_str()),
+            "round {round}"
+        );
+        // A new tag through A is in B's tag list at once.
+        push_image(
+            a,
+            &auth,
+            repo,
+            &format!("new-{round}"),
+            &format!("three-{round}"),
+        );
+        assert!(
+            list(b)
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == format!("new-{round}").as_str())
+        );
+        // A manifest deleted through A is gone from B, by digest and by tag.
+        let del = http(
+            "DELETE",
+            &format!("{}/v2/{repo}/manifests/{second}", a.url()),
+            &[("Authorization", &auth)],
+            None,
+        );
+        assert_eq!(del.status, 202);
+        assert_eq!(
+            get_manifest(b, &auth, repo, &second).status,
+            404,
+            "round {round}"
+        );
+        assert_eq!(
+            get_manifest(b, &auth, repo, "latest").status,
+            404,
+            "round {round}"
+        );
+    };
+    check(0);
+    check(1);
+}

@@ -605,6 +605,25 @@ impl MetaStore {
         Ok(change)
     }
 
+    /// Whether other processes may write this metadata, so that nothing read from it may be
+    /// cached without checking (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
+    /// Whether the repository holds the manifest.
+    pub async fn manifest_exists(&self, repo: &str, digest: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// The digest a tag points at.
     pub async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>> {
         let row = sqlx::query(

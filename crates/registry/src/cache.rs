@@ -3,7 +3,8 @@
 //! Manifests are cached by (repository, digest): content-addressed, so an entry can only become
 //! wrong by deletion, which invalidates it. Tags are cached only when this process is the sole
 //! writer of the metadata (SQLite); with a shared database another replica may move a tag, so
-//! tags are then always read from the database.
+//! tags are then always read from the database, and a manifest asked for by digest is checked
+//! to still exist (`Registry::get_manifest`): only its bytes come from the cache.
 //!
 //! A miss reads the database without holding any lock, and may race with a writer. To never
 //! re-insert what a writer just invalidated, writers bump a generation under the write lock and

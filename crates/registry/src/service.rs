@@ -530,6 +530,17 @@ impl Registry {
             },
         };
         if let Some(m) = self.cache.manifest(repo.as_str(), &digest) {
+            // With a shared database another replica may have deleted the manifest since it was
+            // cached. A tag just resolved in the database proves it is there (the tag row
+            // references it); a digest is checked with one small query, and only the bytes come
+            // from memory. Strict: a delete through any replica is seen by the next request.
+            if self.meta.is_shared()
+                && tag.is_none()
+                && !self.meta.manifest_exists(repo.as_str(), &digest).await?
+            {
+                self.cache.invalidate(repo.as_str(), &[&digest], &[]);
+                return Err(unknown());
+            }
             if let Some(t) = tag {
                 self.cache.fill(ticket, repo.as_str(), Some(t.as_str()), &m);
             }
