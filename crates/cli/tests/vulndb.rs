@@ -90,7 +90,10 @@ fn import_all_shared_advisories_then_serve_them() {
     let server = TestServer::start_with_env(
         data.path(),
         &[],
-        &[("BERTH_VULNDB__MAX_UPLOAD_BYTES", "200000")],
+        &[
+            ("BERTH_VULNDB__MAX_UPLOAD_BYTES", "200000"),
+            ("BERTH_VULNDB__CHECK_INTERVAL_SECS", "1"),
+        ],
     );
     let (code, st) = api(&server, "GET", "/api/v1/vulndb", None);
     assert_eq!(code, 200, "{st}");
@@ -240,6 +243,31 @@ fn import_all_shared_advisories_then_serve_them() {
     assert_eq!(feed(&st, "osv")["records"], 8158);
     assert_eq!(feed(&st, "alpine-3.19")["records"], o["records"]);
 
+    // The CLI works while the server runs (on the same SQLite database), and the server loads
+    // the new database at its next check.
+    let debian = fixture("debian/tracker.json");
+    let out = vulndb_cmd(
+        data.path(),
+        &[
+            "import",
+            "--format",
+            "debian-tracker",
+            debian.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.success(), "{out}");
+    let records: u64 = field(&out.stdout, "records").parse().unwrap();
+    assert!(records > 0);
+    let new_version = field(&out.stdout, "version");
+    let st = wait_for(15, "the server to load the CLI's import", || {
+        let (_, st) = api(&server, "GET", "/api/v1/vulndb", None);
+        (st["version"] == new_version.as_str()).then_some(st)
+    });
+    assert_eq!(feed(&st, "debian-tracker")["records"], records);
+    assert_eq!(feed(&st, "alpine-3.19")["records"], o["records"], "kept");
+    assert_eq!(feed(&st, "osv")["records"], 8158, "kept");
+
     // The OpenAPI document describes the endpoints.
     let (_, doc) = api(&server, "GET", "/api/v1/openapi.json", None);
     for p in [
@@ -363,6 +391,17 @@ fn signed_bundles() {
     let st = vulndb_cmd(data.path(), &["status"], &[]).json();
     assert_eq!(st["version"], db.version());
     assert_eq!(st["advisories"], db.advisories().len());
+    assert_eq!(st["stale"], false);
+    // Older than the configured limit: stale.
+    std::thread::sleep(Duration::from_millis(2100));
+    let st = vulndb_cmd(
+        data.path(),
+        &["status"],
+        &[("BERTH_VULNDB__MAX_AGE_SECS", "1")],
+    )
+    .json();
+    assert_eq!(st["stale"], true, "{st:#}");
+    assert!(st["age_secs"].as_u64().unwrap() >= 2);
 
     // Without a configured key a bundle needs no signature.
     let data2 = tempfile::tempdir().unwrap();

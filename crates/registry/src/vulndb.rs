@@ -434,15 +434,21 @@ impl VulnDbService {
     }
 
     /// Builds a new database from the recorded one with `change`, stores it, and records it,
-    /// building again on the newer database while other writers win the race.
-    async fn commit<F>(&self, change: F) -> Result<(Arc<VulnDb>, String)>
+    /// building again on the newer database while other writers win the race. A change that
+    /// replaces everything (`needs_base` false: a bundle) does not load the recorded snapshot
+    /// first, so a bundle can also repair a database whose recorded snapshot cannot be loaded.
+    async fn commit<F>(&self, needs_base: bool, change: F) -> Result<(Arc<VulnDb>, String)>
     where
         F: Fn(&VulnDb) -> std::result::Result<VulnDb, SnapshotError> + Send + Sync + 'static,
     {
         let change = Arc::new(change);
         let _w = self.write.lock().await;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let (_, current) = self.refresh_locked().await?;
+            let current = if needs_base {
+                self.refresh_locked().await?.1
+            } else {
+                self.meta.vulndb_snapshot().await?
+            };
             let base = self.shared.get();
             let change = change.clone();
             let (new, bytes) = tokio::task::spawn_blocking(move || {
@@ -487,7 +493,7 @@ impl VulnDbService {
         let documents = report.documents;
         let warnings = report.warnings.len() + report.warnings_dropped;
         let (db, digest) = self
-            .commit(move |base| base.with_feed(report.clone()))
+            .commit(true, move |base| base.with_feed(report.clone()))
             .await?;
         Ok(ImportOutcome {
             records: db.feed(&feed).map_or(0, |f| f.records),
@@ -577,7 +583,7 @@ impl VulnDbService {
         .await
         .map_err(internal)??;
         let db = Arc::new(db);
-        let (db, digest) = self.commit(move |_| Ok((*db).clone())).await?;
+        let (db, digest) = self.commit(false, move |_| Ok((*db).clone())).await?;
         Ok(ImportOutcome {
             feed: "bundle".into(),
             records: db.advisories().len(),
