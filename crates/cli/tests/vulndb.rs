@@ -690,3 +690,54 @@ fn feed_updates_reach_both_replicas() {
     // Conditional requests are sent only while the feed's records are current.
     assert!(times.iter().filter(|t| t.1).count() >= 2);
 }
+
+/// On PostgreSQL and S3 the snapshot is an object in the shared bucket: an import by the CLI
+/// (from any machine with the configuration) and an upload through one replica reach the other.
+#[test]
+fn s3_replicas_share_imports() {
+    let env = common::scale_out_env();
+    let mut env_refs = common::env_refs(&env);
+    env_refs.push(("BERTH_VULNDB__CHECK_INTERVAL_SECS", "1"));
+    let dirs = tempfile::tempdir().unwrap();
+    let (d1, d2, d3) = (
+        dirs.path().join("r1"),
+        dirs.path().join("r2"),
+        dirs.path().join("cli"),
+    );
+    let r1 = TestServer::start_with_env(&d1, &[], &env_refs);
+    let r2 = TestServer::start_with_env(&d2, &[], &env_refs);
+
+    let crates = format!("{ADVISORIES}/osv-crates");
+    let out = vulndb_cmd(&d3, &["import", "--feed", "osv-crates", &crates], &env_refs);
+    assert!(out.success(), "{out}");
+    assert_eq!(field(&out.stdout, "records"), "1206");
+    let v1 = field(&out.stdout, "version");
+    for r in [&r1, &r2] {
+        wait_for(15, "the CLI's import on a replica", || {
+            let (_, st) = api(r, "GET", "/api/v1/vulndb", None);
+            (st["version"] == v1.as_str()).then_some(())
+        });
+    }
+
+    let alpine = std::fs::read(fixture("alpine/v3.19-main.json")).unwrap();
+    let (code, o) = api(
+        &r1,
+        "POST",
+        "/api/v1/vulndb/import?format=alpine-secdb",
+        Some(alpine),
+    );
+    assert_eq!(code, 201, "{o}");
+    let st = wait_for(15, "the upload on the other replica", || {
+        let (_, st) = api(&r2, "GET", "/api/v1/vulndb", None);
+        (st["version"] == o["version"]).then_some(st)
+    });
+    assert_eq!(feed(&st, "osv-crates")["records"], 1206);
+    assert_eq!(feed(&st, "alpine-secdb")["records"], o["records"]);
+    let (code, a) = api(
+        &r2,
+        "GET",
+        "/api/v1/vulndb/advisories/GHSA-43w2-9j62-hq99",
+        None,
+    );
+    assert_eq!(code, 200, "{a}");
+}
