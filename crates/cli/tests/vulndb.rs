@@ -402,6 +402,24 @@ fn signed_bundles() {
     .json();
     assert_eq!(st["stale"], true, "{st:#}");
     assert!(st["age_secs"].as_u64().unwrap() >= 2);
+    // A server says so too, in its status and in a warning.
+    let server = TestServer::start_with_env(
+        data.path(),
+        &[],
+        &[
+            ("BERTH_VULNDB__MAX_AGE_SECS", "1"),
+            ("BERTH_VULNDB__PUBLIC_KEY", public_hex.as_str()),
+        ],
+    );
+    let (code, st) = api(&server, "GET", "/api/v1/vulndb", None);
+    assert_eq!((code, &st["stale"]), (200, &Value::Bool(true)), "{st}");
+    wait_for(10, "the stale warning", || {
+        server
+            .stderr()
+            .contains("the vulnerability database is stale")
+            .then_some(())
+    });
+    drop(server);
 
     // Without a configured key a bundle needs no signature.
     let data2 = tempfile::tempdir().unwrap();

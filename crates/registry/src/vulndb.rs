@@ -47,7 +47,9 @@ pub use ed25519_dalek::VerifyingKey;
 /// The lease that makes one replica at a time poll the feeds.
 pub const UPDATE_LEASE: &str = "vulndb-update";
 /// How many times a writer rebuilds on a database that changed under it before giving up.
-const MAX_COMMIT_ATTEMPTS: u32 = 5;
+/// Writers are rare (one feed updater, occasional imports), but a losing writer must not starve
+/// when several race, so losers also back off a random while.
+const MAX_COMMIT_ATTEMPTS: u32 = 20;
 
 /// The format of a configured feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -483,6 +485,8 @@ impl VulnDbService {
                 return Ok((self.shared.get(), record.digest));
             }
             tracing::debug!("the vulnerability database changed meanwhile; building again");
+            let jitter = (uuid::Uuid::new_v4().as_u128() % 40) as u64;
+            tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
         }
         Err(VulnDbError::Busy)
     }
