@@ -46,6 +46,8 @@ pub use ed25519_dalek::VerifyingKey;
 
 /// The lease that makes one replica at a time poll the feeds.
 pub const UPDATE_LEASE: &str = "vulndb-update";
+/// How soon a feed whose last update failed is tried again (at most its interval).
+const FAILED_FEED_RETRY: Duration = Duration::from_secs(15 * 60);
 /// How many times a writer rebuilds on a database that changed under it before giving up.
 /// Writers are rare (one feed updater, occasional imports), but a losing writer must not starve
 /// when several race, so losers also back off a random while.
@@ -634,7 +636,7 @@ impl VulnDbService {
             feeds.push(FeedStatus {
                 records: stats.map_or(0, |s| s.records),
                 imported_at: stats.map(|s| s.imported_at),
-                url: source.map(|s| s.url.clone()),
+                url: source.map(|s| redact_url(&s.url)),
                 format: source.map(|s| s.format.as_str().to_string()),
                 last_attempt: row.and_then(|r| r.last_attempt),
                 last_success: row.and_then(|r| r.last_success),
@@ -660,12 +662,19 @@ impl VulnDbService {
         let mut polled = 0;
         for feed in &self.config.feeds {
             let row = self.meta.vulndb_feed(&feed.name).await?;
-            let interval = self.config.update_interval.as_millis() as i64;
+            // A feed whose last attempt failed is tried again sooner than a healthy one, so a
+            // passing outage does not leave the database a whole interval behind.
+            let failed = row.as_ref().is_some_and(|r| r.error.is_some());
+            let wait = if failed {
+                self.config.update_interval.min(FAILED_FEED_RETRY)
+            } else {
+                self.config.update_interval
+            };
             let due = force
                 || row
                     .as_ref()
                     .and_then(|r| r.last_attempt)
-                    .is_none_or(|at| at + interval <= now_millis());
+                    .is_none_or(|at| at + wait.as_millis() as i64 <= now_millis());
             if !due {
                 continue;
             }
@@ -711,6 +720,9 @@ impl VulnDbService {
         feed: &FeedSource,
         row: Option<&VulnDbFeedRow>,
     ) -> Result<Option<(ImportOutcome, Option<String>, Option<String>)>> {
+        // Feed URLs may carry credentials (a private mirror's token); errors and status show
+        // them without.
+        let shown = redact_url(&feed.url);
         let mut request = self.http.get(&feed.url);
         // Validators only count when the feed's records are in the database: after a restore
         // or a failed import the feed must be downloaded whole.
@@ -725,16 +737,13 @@ impl VulnDbService {
         let response = request
             .send()
             .await
-            .map_err(|e| VulnDbError::Fetch(format!("{}: {e}", feed.url)))?;
+            .map_err(|e| VulnDbError::Fetch(format!("{shown}: {}", e.without_url())))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(VulnDbError::Fetch(format!(
-                "{} answered {status}",
-                feed.url
-            )));
+            return Err(VulnDbError::Fetch(format!("{} answered {status}", shown)));
         }
         let header = |name| {
             response
@@ -755,7 +764,7 @@ impl VulnDbService {
             .await
             .map_err(|e| match e {
                 VulnDbError::Invalid(m) | VulnDbError::Internal(m) => {
-                    VulnDbError::Fetch(format!("{}: {m}", feed.url))
+                    VulnDbError::Fetch(format!("{shown}: {m}"))
                 }
                 e => e,
             })?;
@@ -778,6 +787,20 @@ impl VulnDbService {
         .map_err(internal)??;
         let outcome = self.commit_feed(report).await?;
         Ok(Some((outcome, etag, last_modified)))
+    }
+}
+
+/// A URL without its user name, password and query, which may hold secrets.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<invalid URL>".to_string(),
     }
 }
 
@@ -916,6 +939,40 @@ impl Drop for VulnDbWorker {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_secrets() {
+        let check = |raw: &str, want: &str| assert_eq!(redact_url(raw), want, "{raw}");
+        check(
+            "https://user:pw@mirror.example/osv/all.zip?token=s3cret#x",
+            "https://mirror.example/osv/all.zip",
+        );
+        check(
+            "http://127.0.0.1:8080/a.json",
+            "http://127.0.0.1:8080/a.json",
+        );
+        check("not a url", "<invalid URL>");
+    }
+
+    #[test]
+    fn formats_parse_and_name_themselves() {
+        for f in ["osv", "debian-tracker", "alpine-secdb"] {
+            assert_eq!(f.parse::<ImportFormat>().unwrap().as_str(), f);
+        }
+        assert!(matches!(
+            "rss".parse::<ImportFormat>(),
+            Err(VulnDbError::Invalid(_))
+        ));
+        assert!(validate_feed_name("osv-pypi_2.x").is_ok());
+        for bad in ["", "../x", "a b", &"x".repeat(65)] {
+            assert!(validate_feed_name(bad).is_err(), "{bad:?}");
         }
     }
 }
