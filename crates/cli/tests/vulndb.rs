@@ -446,6 +446,8 @@ enum Serve {
     File { body: Vec<u8>, etag: String },
     /// Says the body has twice its length, sends half, and hangs up.
     Truncated { body: Vec<u8>, etag: String },
+    /// Sends headers and a few bytes, then nothing for a minute.
+    Stall,
 }
 
 #[derive(Default)]
@@ -541,6 +543,12 @@ fn answer(conn: TcpStream, serve: &Mutex<Serve>, log: &Mutex<FeedLog>) -> std::i
                 body.len()
             )?;
             out.write_all(&body)?;
+        }
+        Serve::Stall => {
+            drop(log);
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nPK")?;
+            out.flush()?;
+            std::thread::sleep(Duration::from_secs(60));
         }
         Serve::Truncated { body, etag } => {
             drop(log);
@@ -758,4 +766,31 @@ fn s3_replicas_share_imports() {
         None,
     );
     assert_eq!(code, 200, "{a}");
+}
+
+/// A server stops promptly on SIGTERM even while a feed download is stalled, and the database
+/// it had stays recorded.
+#[test]
+fn shutdown_does_not_wait_for_a_stalled_download() {
+    let feed_server = FeedServer::start(Serve::Stall);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[vulndb]\ncheck_interval_secs = 1\n\
+             [[vulndb.feeds]]\nname = \"stalled\"\nurl = \"{}\"\nformat = \"osv-zip\"\n",
+            feed_server.url
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut server = TestServer::start_with(&data, &["--config", config.to_str().unwrap()]);
+    wait_for(15, "the download to start", || {
+        (!feed_server.requests().is_empty()).then_some(())
+    });
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status}: {}", server.stderr());
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

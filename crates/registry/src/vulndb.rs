@@ -885,16 +885,25 @@ impl VulnDbWorker {
                     tracing::warn!(error = %e, "could not load the current vulnerability database; keeping the one in use");
                 }
                 if !service.config.feeds.is_empty() {
-                    match service.meta.try_lease(UPDATE_LEASE, &holder, ttl).await {
-                        Ok(true) => {
-                            if let Err(e) = service.update_feeds(false).await {
-                                tracing::warn!(error = %e, "vulnerability feed update failed");
+                    // A shutdown does not wait for a download: stopping anywhere in an update
+                    // is safe (the snapshot record only moves by compare-and-swap after the new
+                    // blob is stored; an interrupted update leaves at most an unreferenced blob).
+                    let update = async {
+                        match service.meta.try_lease(UPDATE_LEASE, &holder, ttl).await {
+                            Ok(true) => {
+                                if let Err(e) = service.update_feeds(false).await {
+                                    tracing::warn!(error = %e, "vulnerability feed update failed");
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not take the vulnerability feed lease")
                             }
                         }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not take the vulnerability feed lease")
-                        }
+                    };
+                    tokio::select! {
+                        _ = update => {}
+                        _ = stopped.changed() => break,
                     }
                 }
                 if let Ok(status) = service.status().await {
@@ -926,7 +935,7 @@ impl VulnDbWorker {
         }
     }
 
-    /// Stops the worker and waits for the work in progress to finish.
+    /// Stops the worker: a feed update in progress is abandoned (safely), a load finishes.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
