@@ -413,6 +413,46 @@ fn signed_bundles() {
     );
     let (code, st) = api(&server, "GET", "/api/v1/vulndb", None);
     assert_eq!((code, &st["stale"]), (200, &Value::Bool(true)), "{st}");
+    // Bundles through the API: the signature in a header, checked against the same key.
+    let post_bundle = |body: &[u8], sig: Option<&str>| {
+        let auth = common::admin_basic_auth();
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(s) = sig {
+            headers.push(("X-Berth-Signature", s));
+        }
+        let r = http_request(
+            "POST",
+            &format!("{}/api/v1/vulndb/bundle", server.url()),
+            &headers,
+            Some(body),
+        )
+        .unwrap();
+        (
+            r.status,
+            serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null),
+        )
+    };
+    let good_hex = std::fs::read_to_string(&good_sig).unwrap();
+    let wrong_hex = std::fs::read_to_string(&wrong_sig).unwrap();
+    let tampered_bytes = std::fs::read(&tampered).unwrap();
+    for (body, sig) in [
+        (&bytes[..], None),
+        (&bytes[..], Some(wrong_hex.as_str())),
+        (&tampered_bytes[..], Some(good_hex.as_str())),
+        (&bytes[..], Some("zz")),
+    ] {
+        let (code, e) = post_bundle(body, sig);
+        assert_eq!(
+            (code, &e["error"]["code"]),
+            (400, &Value::from("bad_signature")),
+            "{e}"
+        );
+    }
+    let (code, e) = post_bundle(b"BERTH-VULNDB 1\nsha256:00 5\nhello", None);
+    assert_eq!(code, 400, "{e}");
+    let (code, o) = post_bundle(&bytes, Some(good_hex.as_str()));
+    assert_eq!(code, 201, "{o}");
+    assert_eq!(o["version"], db.version());
     wait_for(10, "the stale warning", || {
         server
             .stderr()

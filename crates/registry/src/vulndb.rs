@@ -600,6 +600,26 @@ impl VulnDbService {
         })
     }
 
+    /// [`Self::import_bundle`] for a bundle received as a request body (at most
+    /// `max_upload_bytes`).
+    pub async fn import_bundle_upload(
+        &self,
+        mut body: ByteStream,
+        signature: Option<Vec<u8>>,
+    ) -> Result<ImportOutcome> {
+        let limit = self.config.max_upload_bytes;
+        let mut bundle = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| VulnDbError::Invalid(format!("the body broke off: {e}")))?;
+            if (bundle.len() + chunk.len()) as u64 > limit {
+                return Err(VulnDbError::TooLarge { limit });
+            }
+            bundle.extend_from_slice(&chunk);
+        }
+        self.import_bundle(bundle, signature).await
+    }
+
     /// The records whose id or one of whose aliases is `id`.
     pub fn advisories(&self, id: &str) -> Result<Vec<Advisory>> {
         let db = self.shared.get();

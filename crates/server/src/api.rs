@@ -1269,6 +1269,36 @@ async fn vulndb_import(
     ))
 }
 
+/// The header that carries a bundle's detached signature (128 hex digits).
+const SIGNATURE_HEADER: &str = "x-berth-signature";
+
+#[utoipa::path(post, path = "/api/v1/vulndb/bundle", tag = "vulnerabilities", params(("x-berth-signature" = Option<String>, Header, description = "The bundle's detached Ed25519 signature, 128 hex digits; required when vulndb.public_key is set")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A database bundle (snapshot file); it replaces the whole database"), responses((status = 201, body = VulnDbImport), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+async fn vulndb_bundle(
+    c: Caller,
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<VulnDbImport>)> {
+    let body = crate::body::stream(body, state.body_idle_timeout);
+    c.require_site_admin()?;
+    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes().to_vec());
+    let o = vulndb(&state)?
+        .import_bundle_upload(body, signature)
+        .await?;
+    c.audit("vulndb.bundle", &o.version).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(VulnDbImport {
+            feed: o.feed,
+            records: o.records as u64,
+            documents: o.documents as u64,
+            warnings: o.warnings as u64,
+            version: o.version,
+            digest: o.digest,
+        }),
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/vulndb/advisories/{id}", tag = "vulnerabilities", responses((status = 200, body = AdvisoryList), (status = 404, body = ErrorResponse)))]
 async fn vulndb_advisory(
     _c: Caller,
@@ -1316,6 +1346,7 @@ async fn vulndb_advisory(
         audit_log,
         vulndb_status,
         vulndb_import,
+        vulndb_bundle,
         vulndb_advisory
     ),
     components(schemas(
@@ -1395,6 +1426,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/vulndb", get(vulndb_status))
         .route("/api/v1/vulndb/import", axum::routing::post(vulndb_import))
+        .route("/api/v1/vulndb/bundle", axum::routing::post(vulndb_bundle))
         .route("/api/v1/vulndb/advisories/{id}", get(vulndb_advisory))
         .route(
             "/api/v1/openapi.json",
