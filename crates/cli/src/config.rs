@@ -36,6 +36,51 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub limits: LimitConfig,
     pub auth: AuthSection,
+    pub vulndb: VulnDbSection,
+}
+
+/// The vulnerability database (`[vulndb]`, and one `[[vulndb.feeds]]` per feed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VulnDbSection {
+    /// Feeds polled on a schedule by one replica at a time.
+    pub feeds: Vec<FeedSection>,
+    /// Seconds between two polls of a feed.
+    pub update_interval_secs: u64,
+    /// Seconds between two checks of whether another replica changed the database.
+    pub check_interval_secs: u64,
+    /// A database not confirmed current for this many seconds is reported stale.
+    pub max_age_secs: u64,
+    /// Ed25519 public key that bundles must be signed with: 64 hex digits, or the path of a file
+    /// holding them (or 32 raw bytes). Unset: bundles need no signature.
+    pub public_key: Option<String>,
+    /// Largest feed download, in bytes.
+    pub max_download_bytes: u64,
+    /// Largest file accepted by `POST /api/v1/vulndb/import`, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSection {
+    pub name: String,
+    pub url: String,
+    pub format: berth_registry::vulndb::FeedFormat,
+}
+
+impl Default for VulnDbSection {
+    fn default() -> Self {
+        let d = berth_registry::vulndb::VulnDbConfig::default();
+        VulnDbSection {
+            feeds: Vec::new(),
+            update_interval_secs: d.update_interval.as_secs(),
+            check_interval_secs: d.check_interval.as_secs(),
+            max_age_secs: d.max_age.as_secs(),
+            public_key: None,
+            max_download_bytes: d.max_download_bytes,
+            max_upload_bytes: d.max_upload_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +211,7 @@ impl Default for Config {
             uploads: UploadConfig::default(),
             limits: LimitConfig::default(),
             auth: AuthSection::default(),
+            vulndb: VulnDbSection::default(),
         }
     }
 }
@@ -285,7 +331,76 @@ impl Config {
             (1..=7 * 24 * 3600).contains(&self.storage.redirect_ttl_secs),
             "storage.redirect_ttl_secs must be between 1 and 604800 (S3's longest)"
         );
+        let v = &self.vulndb;
+        anyhow::ensure!(
+            v.update_interval_secs > 0,
+            "vulndb.update_interval_secs must be positive"
+        );
+        anyhow::ensure!(
+            v.check_interval_secs > 0,
+            "vulndb.check_interval_secs must be positive"
+        );
+        anyhow::ensure!(v.max_age_secs > 0, "vulndb.max_age_secs must be positive");
+        let mut names = std::collections::BTreeSet::new();
+        for (i, f) in v.feeds.iter().enumerate() {
+            anyhow::ensure!(
+                !f.name.is_empty()
+                    && f.name.len() <= 64
+                    && f.name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+                "vulndb.feeds[{i}].name must be 1 to 64 letters, digits, '-', '_' or '.'"
+            );
+            anyhow::ensure!(
+                names.insert(f.name.as_str()),
+                "vulndb.feeds[{i}].name {:?} is used twice",
+                f.name
+            );
+            anyhow::ensure!(
+                f.url.starts_with("http://") || f.url.starts_with("https://"),
+                "vulndb.feeds[{i}].url must be an http:// or https:// URL"
+            );
+        }
         Ok(())
+    }
+
+    /// The vulnerability database's settings, with the public key read and parsed.
+    pub fn vulndb_config(&self) -> anyhow::Result<berth_registry::vulndb::VulnDbConfig> {
+        use berth_registry::vulndb::{FeedSource, VulnDbConfig, parse_public_key};
+        let v = &self.vulndb;
+        let public_key = match &v.public_key {
+            None => None,
+            Some(k) => {
+                let trimmed = k.trim();
+                let bytes = if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    trimmed.as_bytes().to_vec()
+                } else {
+                    std::fs::read(trimmed).with_context(|| {
+                        format!("vulndb.public_key: cannot read the key file {trimmed}")
+                    })?
+                };
+                Some(parse_public_key(&bytes).context("vulndb.public_key")?)
+            }
+        };
+        Ok(VulnDbConfig {
+            feeds: v
+                .feeds
+                .iter()
+                .map(|f| FeedSource {
+                    name: f.name.clone(),
+                    url: f.url.clone(),
+                    format: f.format,
+                })
+                .collect(),
+            update_interval: std::time::Duration::from_secs(v.update_interval_secs),
+            check_interval: std::time::Duration::from_secs(v.check_interval_secs),
+            max_age: std::time::Duration::from_secs(v.max_age_secs),
+            public_key,
+            max_download_bytes: v.max_download_bytes,
+            max_upload_bytes: v.max_upload_bytes,
+            ..VulnDbConfig::default()
+        })
     }
 
     pub fn storage_path(&self) -> PathBuf {
@@ -354,5 +469,39 @@ mod tests {
             Config::load(Some(&file), Overrides::default()).unwrap_err()
         );
         assert!(e.contains("fsynk"), "{e}");
+    }
+
+    #[test]
+    fn vulndb_feeds_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        let key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        std::fs::write(
+            &file,
+            format!(
+                "[vulndb]\nupdate_interval_secs = 60\npublic_key = \"{key}\"\n\
+                 [[vulndb.feeds]]\nname = \"osv-pypi\"\nurl = \"https://example.org/all.zip\"\nformat = \"osv-zip\"\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), Overrides::default()).unwrap();
+        let v = c.vulndb_config().unwrap();
+        assert_eq!(v.feeds.len(), 1);
+        assert_eq!(v.update_interval.as_secs(), 60);
+        assert!(v.public_key.is_some());
+        std::fs::write(
+            &file,
+            "[[vulndb.feeds]]\nname = \"x\"\nurl = \"https://e/x\"\nformat = \"rss\"\n",
+        )
+        .unwrap();
+        let e = format!(
+            "{:#}",
+            Config::load(Some(&file), Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("rss"), "{e}");
+        std::fs::write(&file, "[vulndb]\npublic_key = \"/nonexistent/key\"\n").unwrap();
+        let c = Config::load(Some(&file), Overrides::default()).unwrap();
+        let e = format!("{:#}", c.vulndb_config().unwrap_err());
+        assert!(e.contains("vulndb.public_key"), "{e}");
     }
 }

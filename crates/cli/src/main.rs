@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod scan;
+mod vulndb;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +46,15 @@ enum Command {
         location: Location,
         #[command(subcommand)]
         command: admin::AdminCommand,
+    },
+    /// Manage the vulnerability database in the data dir's storage: import feed files (for
+    /// air-gapped sites), import signed bundles, show its status. Works while the server runs;
+    /// running servers load the new database within `vulndb.check_interval_secs`.
+    Vulndb {
+        #[command(flatten)]
+        location: Location,
+        #[command(subcommand)]
+        command: vulndb::VulnDbCommand,
     },
     /// Measure a registry's throughput and latency (Berth or any other, for comparison).
     Bench(Box<berth_bench::BenchArgs>),
@@ -100,6 +110,9 @@ fn main() -> anyhow::Result<()> {
         Command::Admin { location, command } => {
             runtime.block_on(admin::run(location.load()?, command))
         }
+        Command::Vulndb { location, command } => {
+            runtime.block_on(vulndb::run(location.load()?, command))
+        }
         Command::Bench(args) => runtime.block_on(berth_bench::run(*args)),
         Command::Scan(args) => runtime.block_on(scan::run(args)),
     }
@@ -124,22 +137,9 @@ async fn open_meta(config: &Config) -> anyhow::Result<berth_meta::MetaStore> {
         .context("opening the metadata database")
 }
 
-fn auth_config(config: &Config) -> berth_auth::AuthConfig {
-    berth_auth::AuthConfig {
-        service: config.auth.service.clone(),
-        token_ttl: Duration::from_secs(config.auth.token_ttl_secs),
-        users_create_orgs: config.auth.users_create_orgs,
-        ..Default::default()
-    }
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
-    let _lock = lock_data_dir(&config.data_dir)?;
-
-    let meta = open_meta(&config).await?;
-    let blobs: berth_storage::BlobStore = match config.storage.kind {
+/// Opens the blob storage the configuration names.
+fn open_blobs(config: &Config) -> anyhow::Result<berth_storage::BlobStore> {
+    Ok(match config.storage.kind {
         config::StorageKind::Fs => {
             let fs = berth_storage::FsStore::open(config.storage_path(), config.storage.fsync)
                 .with_context(|| {
@@ -158,7 +158,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config::StorageKind::S3 => berth_storage::S3Store::open(&config.s3_config())
             .context("opening S3 blob storage")?
             .into(),
-    };
+    })
+}
+
+fn auth_config(config: &Config) -> berth_auth::AuthConfig {
+    berth_auth::AuthConfig {
+        service: config.auth.service.clone(),
+        token_ttl: Duration::from_secs(config.auth.token_ttl_secs),
+        users_create_orgs: config.auth.users_create_orgs,
+        ..Default::default()
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+
+    let meta = open_meta(&config).await?;
+    let blobs = open_blobs(&config)?;
     let (authorizer, auth): (Arc<dyn berth_server::Authorizer>, _) = if config.auth.enabled {
         let auth =
             Arc::new(berth_auth::AuthService::start(meta.clone(), auth_config(&config)).await?);
@@ -180,6 +198,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
         (Arc::new(berth_server::AllowAll), None)
     };
+    let vulndb_config = config.vulndb_config()?;
+    let vulndb =
+        berth_registry::VulnDbService::open(meta.clone(), blobs.clone(), vulndb_config).await?;
+    let vulndb_worker = berth_registry::VulnDbWorker::start(vulndb.clone());
     let registry = Arc::new(berth_registry::Registry::new(
         meta,
         blobs,
@@ -203,6 +225,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry: registry.clone(),
         authorizer,
         auth,
+        vulndb: Some(vulndb),
         body_idle_timeout: Duration::from_secs(config.uploads.body_idle_timeout_secs),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -220,6 +243,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     berth_server::serve(listener, berth_server::app(state), shutdown).await?;
     tracing::info!("shutting down");
     expiry.shutdown().await;
+    vulndb_worker.shutdown().await;
     registry.shutdown().await;
     Ok(())
 }

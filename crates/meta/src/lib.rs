@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod jobs;
+pub mod vulndb;
 
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -610,6 +610,102 @@ async fn job_queue(store: MetaStore) {
     assert_eq!(store.job_counts("race").await.unwrap().done, 40);
 }
 
+/// The vulnerability database pointer moves by compare-and-swap only; feed status keeps the last
+/// success and validators across failures, and a `304` keeps the validators.
+async fn vulndb_records(store: MetaStore) {
+    use berth_meta::vulndb::VulnDbSnapshot;
+    assert_eq!(store.vulndb_snapshot().await.unwrap(), None);
+    let snap = |d: &str| VulnDbSnapshot {
+        digest: d.into(),
+        size: 10,
+        version: format!("v-{d}"),
+        created_at: 1000,
+    };
+    assert!(
+        !store
+            .swap_vulndb_snapshot(Some(B1), &snap(B1))
+            .await
+            .unwrap()
+    );
+    assert!(store.swap_vulndb_snapshot(None, &snap(B1)).await.unwrap());
+    assert!(
+        !store.swap_vulndb_snapshot(None, &snap(B2)).await.unwrap(),
+        "already set"
+    );
+    assert!(
+        !store
+            .swap_vulndb_snapshot(Some(M1), &snap(B2))
+            .await
+            .unwrap(),
+        "stale base"
+    );
+    assert!(
+        store
+            .swap_vulndb_snapshot(Some(B1), &snap(B2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.vulndb_snapshot().await.unwrap(), Some(snap(B2)));
+
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        racers.push(tokio::spawn(async move {
+            s.swap_vulndb_snapshot(Some(B2), &snap(&format!("d{i}")))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for r in racers {
+        won += r.await.unwrap() as usize;
+    }
+    assert_eq!(won, 1);
+
+    assert_eq!(store.vulndb_feed("osv").await.unwrap(), None);
+    store
+        .vulndb_feed_failed("osv", 5, "connection refused")
+        .await
+        .unwrap();
+    let f = store.vulndb_feed("osv").await.unwrap().unwrap();
+    assert_eq!((f.last_attempt, f.last_success), (Some(5), None));
+    assert_eq!(f.error.as_deref(), Some("connection refused"));
+    store
+        .vulndb_feed_succeeded("osv", 6, Some((Some("\"e1\""), Some("Mon"))), Some(42))
+        .await
+        .unwrap();
+    store
+        .vulndb_feed_failed("osv", 7, "truncated")
+        .await
+        .unwrap();
+    let f = store.vulndb_feed("osv").await.unwrap().unwrap();
+    assert_eq!(
+        (f.last_attempt, f.last_success, f.records),
+        (Some(7), Some(6), Some(42))
+    );
+    assert_eq!(f.etag.as_deref(), Some("\"e1\""));
+    store
+        .vulndb_feed_succeeded("osv", 8, None, None)
+        .await
+        .unwrap();
+    let f = store.vulndb_feed("osv").await.unwrap().unwrap();
+    assert_eq!(
+        (f.last_success, f.error, f.records),
+        (Some(8), None, Some(42))
+    );
+    assert_eq!(f.last_modified.as_deref(), Some("Mon"));
+    store
+        .vulndb_feed_failed("alpine", 9, &"x".repeat(10_000))
+        .await
+        .unwrap();
+    let all = store.vulndb_feeds().await.unwrap();
+    assert_eq!(
+        all.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["alpine", "osv"]
+    );
+    assert_eq!(all[0].error.as_ref().unwrap().len(), 2000);
+}
+
 macro_rules! suite {
     ($($backend:ident),*: $tests:tt) => {
         $( suite!(@backend $backend $tests); )*
@@ -640,6 +736,7 @@ suite!(sqlite, postgres: [
     blob_locations,
     leases,
     job_queue,
+    vulndb_records,
 ]);
 
 #[tokio::test]

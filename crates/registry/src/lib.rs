@@ -8,6 +8,7 @@ mod cache;
 mod error;
 mod expiry;
 mod service;
+pub mod vulndb;
 
 pub use berth_meta::MetaStore;
 pub use berth_storage::{BlobReader, BlobStore, ByteStream, FsStore, S3Config, S3Store};
@@ -16,3 +17,4 @@ pub use expiry::UploadExpiry;
 pub use service::{
     CachedManifest, MAX_PAGE, Referrer, Registry, RegistryConfig, TagPage, UploadProgress,
 };
+pub use vulndb::{VulnDbService, VulnDbWorker};

@@ -1,5 +1,5 @@
 //! `/api/v1/`: the management API for users, organisations, teams, grants, repositories, robot
-//! accounts, access tokens and the audit log. JSON in and out; every error is
+//! accounts, access tokens, the audit log and the vulnerability database. JSON in and out; every error is
 //! `{"error":{"code","message"}}`; lists are paged with `after` and `limit` and say where the next
 //! page starts. Authenticated with Basic credentials (a password or an access token) or
 //! `Authorization: Bearer <access token>`. The OpenAPI 3.1 document is generated from these
@@ -9,13 +9,15 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use berth_auth::{AuthError, AuthService, Principal, Role, secret};
 use berth_meta::MetaError;
 use berth_meta::auth::{AuditQuery, Subject};
+use berth_registry::vulndb::{ImportFormat, VulnDbError, VulnDbService};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -35,7 +37,7 @@ pub struct ApiErr {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable machine-readable code: `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `invalid`, `too_many_requests`, `unavailable`, `internal`.
+    /// `invalid`, `too_large`, `bad_signature`, `too_many_requests`, `unavailable`, `internal`.
     code: String,
     message: String,
 }
@@ -103,6 +105,39 @@ impl From<MetaError> for ApiErr {
             }
             e => {
                 tracing::error!(error = %e, "management API error");
+                ApiErr::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+impl From<VulnDbError> for ApiErr {
+    fn from(e: VulnDbError) -> ApiErr {
+        let message = e.to_string();
+        match e {
+            VulnDbError::Invalid(_) => ApiErr::invalid(message),
+            VulnDbError::TooLarge { .. } => {
+                ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            VulnDbError::Signature(_) => {
+                ApiErr::new(StatusCode::BAD_REQUEST, "bad_signature", message)
+            }
+            VulnDbError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", message),
+            VulnDbError::Busy => ApiErr::new(StatusCode::CONFLICT, "conflict", message),
+            VulnDbError::Fetch(_) | VulnDbError::Unavailable(_) => {
+                tracing::error!(error = %e, "vulnerability database unavailable");
+                ApiErr::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a backing service is unavailable",
+                )
+            }
+            VulnDbError::Internal(_) => {
+                tracing::error!(error = %e, "vulnerability database error");
                 ApiErr::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -1102,11 +1137,187 @@ async fn audit_log(c: Caller, Query(q): Query<AuditParams>) -> ApiResult<Json<Au
     Ok(Json(AuditPage { items, next }))
 }
 
+// ---- the vulnerability database ----
+
+fn vulndb(state: &AppState) -> ApiResult<&Arc<VulnDbService>> {
+    state
+        .vulndb
+        .as_ref()
+        .ok_or_else(|| ApiErr::not_found("the vulnerability database"))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VulnDbFeed {
+    name: String,
+    /// The configured URL and format; absent for a feed only imported by hand.
+    url: Option<String>,
+    format: Option<String>,
+    /// Records of this feed in the database this server uses.
+    records: u64,
+    /// When its records were imported, in Unix seconds.
+    imported_at: Option<u64>,
+    /// Unix milliseconds of the last update attempt and of the last success (unchanged counts).
+    last_attempt: Option<i64>,
+    last_success: Option<i64>,
+    /// Why the last attempt failed; the previous records stay in use.
+    error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VulnDbStatus {
+    /// The content version (a hash of the records).
+    version: String,
+    /// The snapshot blob in use.
+    digest: Option<String>,
+    /// When that snapshot was recorded, in Unix milliseconds.
+    created_at: Option<i64>,
+    advisories: u64,
+    /// Seconds since the least recently confirmed feed was last found current.
+    age_secs: Option<u64>,
+    /// Older than `vulndb.max_age_secs`, or empty.
+    stale: bool,
+    feeds: Vec<VulnDbFeed>,
+}
+
+impl From<berth_registry::vulndb::VulnDbStatus> for VulnDbStatus {
+    fn from(s: berth_registry::vulndb::VulnDbStatus) -> Self {
+        VulnDbStatus {
+            version: s.version,
+            digest: s.digest,
+            created_at: s.created_at,
+            advisories: s.advisories as u64,
+            age_secs: s.age_secs,
+            stale: s.stale,
+            feeds: s
+                .feeds
+                .into_iter()
+                .map(|f| VulnDbFeed {
+                    name: f.name,
+                    url: f.url,
+                    format: f.format,
+                    records: f.records as u64,
+                    imported_at: f.imported_at,
+                    last_attempt: f.last_attempt,
+                    last_success: f.last_success,
+                    error: f.error,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct VulnDbImportParams {
+    /// `osv` (one record, or a zip archive of records), `debian-tracker` or `alpine-secdb`.
+    format: String,
+    /// The feed whose records the upload replaces [default: the format's name].
+    feed: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VulnDbImport {
+    feed: String,
+    /// Records of the feed now in the database.
+    records: u64,
+    documents: u64,
+    /// Parts of records skipped as unusable.
+    warnings: u64,
+    version: String,
+    digest: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdvisoryList {
+    /// The id or alias asked for.
+    id: String,
+    /// Every record with that id or alias, from every feed, in the database's JSON form.
+    #[schema(value_type = Vec<Object>)]
+    advisories: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/api/v1/vulndb", tag = "vulnerabilities", responses((status = 200, body = VulnDbStatus), (status = 401, body = ErrorResponse)))]
+async fn vulndb_status(_c: Caller, State(state): State<AppState>) -> ApiResult<Json<VulnDbStatus>> {
+    Ok(Json(vulndb(&state)?.status().await?.into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/vulndb/import", tag = "vulnerabilities", params(VulnDbImportParams), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A feed file: JSON, or a zip archive of OSV records"), responses((status = 201, body = VulnDbImport), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+async fn vulndb_import(
+    c: Caller,
+    State(state): State<AppState>,
+    Query(q): Query<VulnDbImportParams>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<VulnDbImport>)> {
+    // Wrapped first, so that a refused upload is drained and the client reads the refusal.
+    let body = crate::body::stream(body, state.body_idle_timeout);
+    c.require_site_admin()?;
+    let format: ImportFormat = q.format.parse()?;
+    let o = vulndb(&state)?
+        .import_upload(body, format, q.feed.as_deref())
+        .await?;
+    c.audit("vulndb.import", &format!("{} {}", o.feed, o.version))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(VulnDbImport {
+            feed: o.feed,
+            records: o.records as u64,
+            documents: o.documents as u64,
+            warnings: o.warnings as u64,
+            version: o.version,
+            digest: o.digest,
+        }),
+    ))
+}
+
+/// The header that carries a bundle's detached signature (128 hex digits).
+const SIGNATURE_HEADER: &str = "x-berth-signature";
+
+#[utoipa::path(post, path = "/api/v1/vulndb/bundle", tag = "vulnerabilities", params(("x-berth-signature" = Option<String>, Header, description = "The bundle's detached Ed25519 signature, 128 hex digits; required when vulndb.public_key is set")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A database bundle (snapshot file); it replaces the whole database"), responses((status = 201, body = VulnDbImport), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+async fn vulndb_bundle(
+    c: Caller,
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<VulnDbImport>)> {
+    let body = crate::body::stream(body, state.body_idle_timeout);
+    c.require_site_admin()?;
+    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes().to_vec());
+    let o = vulndb(&state)?
+        .import_bundle_upload(body, signature)
+        .await?;
+    c.audit("vulndb.bundle", &o.version).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(VulnDbImport {
+            feed: o.feed,
+            records: o.records as u64,
+            documents: o.documents as u64,
+            warnings: o.warnings as u64,
+            version: o.version,
+            digest: o.digest,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/vulndb/advisories/{id}", tag = "vulnerabilities", responses((status = 200, body = AdvisoryList), (status = 404, body = ErrorResponse)))]
+async fn vulndb_advisory(
+    _c: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AdvisoryList>> {
+    let found = vulndb(&state)?.advisories(&id)?;
+    let advisories = found
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap_or(serde_json::Value::Null))
+        .collect();
+    Ok(Json(AdvisoryList { id, advisories }))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Berth management API",
-        description = "Users, organisations, teams, grants, repositories, robot accounts, access tokens and the audit log."
+        description = "Users, organisations, teams, grants, repositories, robot accounts, access tokens, the audit log and the vulnerability database."
     ),
     paths(
         me,
@@ -1132,7 +1343,11 @@ async fn audit_log(c: Caller, Query(q): Query<AuditParams>) -> ApiResult<Json<Au
         revoke_token,
         get_repo,
         update_repo,
-        audit_log
+        audit_log,
+        vulndb_status,
+        vulndb_import,
+        vulndb_bundle,
+        vulndb_advisory
     ),
     components(schemas(
         Login,
@@ -1155,7 +1370,11 @@ async fn audit_log(c: Caller, Query(q): Query<AuditParams>) -> ApiResult<Json<Au
         Repository,
         RepositoryUpdate,
         AuditEntry,
-        AuditPage
+        AuditPage,
+        VulnDbStatus,
+        VulnDbFeed,
+        VulnDbImport,
+        AdvisoryList
     ))
 )]
 pub struct ApiDoc;
@@ -1205,6 +1424,10 @@ pub fn router() -> axum::Router<AppState> {
             get(get_repo).patch(update_repo),
         )
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/vulndb", get(vulndb_status))
+        .route("/api/v1/vulndb/import", axum::routing::post(vulndb_import))
+        .route("/api/v1/vulndb/bundle", axum::routing::post(vulndb_bundle))
+        .route("/api/v1/vulndb/advisories/{id}", get(vulndb_advisory))
         .route(
             "/api/v1/openapi.json",
             get(|| async { Json(ApiDoc::openapi()) }),

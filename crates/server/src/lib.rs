@@ -28,6 +28,8 @@ pub struct AppState {
     pub authorizer: Arc<dyn Authorizer>,
     /// The access-control service, when authentication is on (it serves `/auth/token`).
     pub auth: Option<Arc<berth_auth::AuthService>>,
+    /// The vulnerability database (`/api/v1/vulndb`), when the server has one.
+    pub vulndb: Option<Arc<berth_registry::VulnDbService>>,
     /// The longest a request body may pause between two frames before the upload is abandoned.
     /// An idle timeout, not a whole-request one: a large blob over a slow link is fine as long
     /// as it keeps moving.
