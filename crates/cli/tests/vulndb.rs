@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use common::{ADMIN_PASSWORD, CmdOutput, TestServer, field, http_request, run_command};
 use serde_json::Value;
 
-const ADVISORIES: &str = "/work/shared/advisories";
+/// The shared real advisories, wherever this checkout is.
+fn advisories() -> String {
+    berth_testkit::shared_advisories().display().to_string()
+}
 
 /// Runs `berth vulndb ARGS --data-dir DIR` with `envs` (and no inherited `BERTH_*`).
 fn vulndb_cmd(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> CmdOutput {
@@ -73,7 +76,11 @@ fn feed<'a>(status: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn import_all_shared_advisories_then_serve_them() {
     let data = tempfile::tempdir().unwrap();
-    let out = vulndb_cmd(data.path(), &["import", "--format", "osv", ADVISORIES], &[]);
+    let out = vulndb_cmd(
+        data.path(),
+        &["import", "--format", "osv", &advisories()],
+        &[],
+    );
     assert!(out.success(), "{out}");
     assert_eq!(field(&out.stdout, "records"), "8158", "{out}");
     assert_eq!(field(&out.stdout, "feed"), "osv");
@@ -140,8 +147,11 @@ fn import_all_shared_advisories_then_serve_them() {
     );
 
     // Hostile uploads: each refused with a clear 4xx, and nothing changes.
-    let osv_record =
-        std::fs::read(format!("{ADVISORIES}/osv-crates/RUSTSEC-2021-0003.json")).unwrap();
+    let osv_record = std::fs::read(format!(
+        "{}/osv-crates/RUSTSEC-2021-0003.json",
+        advisories()
+    ))
+    .unwrap();
     let alpine = std::fs::read(fixture("alpine/v3.19-main.json")).unwrap();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
@@ -297,7 +307,7 @@ fn signed_bundles() {
     let records = src.path().join("records");
     std::fs::create_dir(&records).unwrap();
     for name in ["RUSTSEC-2021-0003", "RUSTSEC-2021-0001"] {
-        let from = format!("{ADVISORIES}/osv-crates/{name}.json");
+        let from = format!("{}/osv-crates/{name}.json", advisories());
         if Path::new(&from).exists() {
             std::fs::copy(&from, records.join(format!("{name}.json"))).unwrap();
         }
@@ -610,7 +620,7 @@ fn answer(conn: TcpStream, serve: &Mutex<Serve>, log: &Mutex<FeedLog>) -> std::i
 
 /// A zip archive of the first `n` OSV records of the shared crates.io feed.
 fn osv_zip(n: usize) -> Vec<u8> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(format!("{ADVISORIES}/osv-crates"))
+    let mut names: Vec<PathBuf> = std::fs::read_dir(format!("{}/osv-crates", advisories()))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -773,7 +783,7 @@ fn s3_replicas_share_imports() {
     let r1 = TestServer::start_with_env(&d1, &[], &env_refs);
     let r2 = TestServer::start_with_env(&d2, &[], &env_refs);
 
-    let crates = format!("{ADVISORIES}/osv-crates");
+    let crates = format!("{}/osv-crates", advisories());
     let out = vulndb_cmd(&d3, &["import", "--feed", "osv-crates", &crates], &env_refs);
     assert!(out.success(), "{out}");
     assert_eq!(field(&out.stdout, "records"), "1206");

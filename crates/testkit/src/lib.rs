@@ -474,3 +474,29 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("find a free port")
 }
+
+/// The directory of real OSV advisories shared with the project (`shared/advisories`, 8,158
+/// records): `$BERTH_ADVISORIES` if set, else the first `shared/advisories` found beside this
+/// checkout or one of its parents, else `/work/shared/advisories`. Panics, naming where it
+/// looked, when there is none: the tests that use it never skip.
+pub fn shared_advisories() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_ADVISORIES") {
+        return PathBuf::from(dir);
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut candidates: Vec<PathBuf> = here
+        .ancestors()
+        .map(|a| a.join("shared/advisories"))
+        .collect();
+    candidates.push(PathBuf::from("/work/shared/advisories"));
+    candidates
+        .iter()
+        .find(|c| c.join("osv-crates").is_dir())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the shared OSV advisories were not found (looked in {candidates:?}); set \
+                 BERTH_ADVISORIES to the directory holding osv-crates, osv-go and osv-pypi"
+            )
+        })
+}

@@ -19,11 +19,8 @@ fn importers() -> [(&'static str, Box<dyn Importer>); 3] {
 }
 
 fn real_record() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/advisories/osv-crates/RUSTSEC-2016-0001.json"
-    ))
-    .unwrap()
+    std::fs::read(berth_testkit::shared_advisories().join("osv-crates/RUSTSEC-2016-0001.json"))
+        .unwrap()
 }
 
 fn import(importer: &dyn Importer, bytes: &[u8]) -> Result<usize, ImportError> {

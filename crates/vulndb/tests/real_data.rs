@@ -1,4 +1,4 @@
-//! Import all 8,158 real OSV records of `/work/shared/advisories` and match real packages
+//! Import all 8,158 real OSV records of the shared advisories (`berth_testkit::shared_advisories`) and match real packages
 //! against them.
 
 use std::io::{Cursor, Write};
@@ -13,10 +13,7 @@ use berth_vulndb::matching::{Finding, PackageRef};
 use berth_vulndb::versions::Ecosystem;
 
 fn advisories_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/advisories"
-    ))
+    berth_testkit::shared_advisories()
 }
 
 fn fixtures() -> PathBuf {
