@@ -55,7 +55,7 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     /// Size of multipart parts. Larger parts mean fewer requests and more memory per upload
-    /// (two parts at most: one being filled, one in flight).
+    /// (three parts at most: one being filled, two in flight).
     pub part_size: usize,
     /// Address buckets as `https://bucket.endpoint/` rather than `https://endpoint/bucket/`.
     pub virtual_hosted_style: bool,
@@ -573,15 +573,19 @@ impl S3Store {
     }
 }
 
+/// Parts being written while the next one fills. Two keep the object store busy while the
+/// client's bytes arrive (one alone leaves it idle between parts); each costs a part of memory.
+const PARTS_IN_FLIGHT: usize = 2;
+
 /// Cuts a byte stream into parts of exactly `part_size` bytes and writes them as a multipart
-/// upload, one part in flight while the next fills.
+/// upload, up to `PARTS_IN_FLIGHT` parts in flight while the next fills.
 struct PartWriter {
     store: Arc<AmazonS3>,
     key: Path,
     part_size: usize,
     state: SessionState,
     buf: BytesMut,
-    in_flight: Option<tokio::task::JoinHandle<Result<(usize, PartId)>>>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<(usize, PartId)>>>,
 }
 
 impl PartWriter {
@@ -592,7 +596,7 @@ impl PartWriter {
             part_size: s3.part_size,
             state,
             buf: BytesMut::new(),
-            in_flight: None,
+            in_flight: Default::default(),
         }
     }
 
@@ -631,7 +635,9 @@ impl PartWriter {
     }
 
     async fn send_part(&mut self, part: Bytes) -> Result<()> {
-        self.wait_in_flight().await?;
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.wait_oldest().await?;
+        }
         let mp = match &self.state.multipart {
             Some(m) => m.clone(),
             None => {
@@ -649,7 +655,7 @@ impl PartWriter {
         self.state.parts.push(String::new());
         let store = self.store.clone();
         let key = self.key.clone();
-        self.in_flight = Some(tokio::spawn(async move {
+        self.in_flight.push_back(tokio::spawn(async move {
             let id = store
                 .put_part(&key, &mp, idx, PutPayload::from(part))
                 .await
@@ -659,12 +665,20 @@ impl PartWriter {
         Ok(())
     }
 
-    async fn wait_in_flight(&mut self) -> Result<()> {
-        if let Some(task) = self.in_flight.take() {
+    async fn wait_oldest(&mut self) -> Result<()> {
+        if let Some(task) = self.in_flight.pop_front() {
             let (idx, id) = task
                 .await
                 .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
             self.state.parts[idx] = id.content_id;
+        }
+        Ok(())
+    }
+
+    /// Waits for every part in flight.
+    async fn wait_in_flight(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().await?;
         }
         Ok(())
     }
@@ -708,7 +722,7 @@ impl PartWriter {
     }
 
     async fn abort(&mut self) {
-        if let Some(t) = self.in_flight.take() {
+        while let Some(t) = self.in_flight.pop_front() {
             let _ = t.await;
         }
         if let Some(mp) = self.state.multipart.take()
