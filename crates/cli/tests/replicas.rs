@@ -63,21 +63,25 @@ fn on(server: &TestServer, url: &str) -> String {
     format!("{}{path}", server.url())
 }
 
-#[test]
-fn a_push_through_one_replica_is_pulled_through_another() {
-    let env = scale_out_env();
-    let c = cluster(2, &env);
-    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+/// Pushes the standard test image to `repo:v1` through `to` with skopeo and pulls it back
+/// through `from`, checking that every file of the pulled image is the pushed one. Returns the
+/// pushed and the pulled manifest digests.
+fn skopeo_round_trip(
+    to: &TestServer,
+    from: &TestServer,
+    repo: &str,
+    salt: &str,
+) -> (String, String) {
     let client = ClientEnv::new();
-    client.log_in(&a.host(), "admin", ADMIN_PASSWORD);
-    client.log_in(&b.host(), "admin", ADMIN_PASSWORD);
-    let layout = build_test_layout(&client.subdir("src"), "replicas");
+    client.log_in(&to.host(), "admin", ADMIN_PASSWORD);
+    client.log_in(&from.host(), "admin", ADMIN_PASSWORD);
+    let layout = build_test_layout(&client.subdir("src"), salt);
     client.skopeo(&[
         "copy",
         "--quiet",
         "--dest-tls-verify=false",
         &layout.oci_ref(TestLayout::IMAGE_REF),
-        &format!("docker://{}/acme/app:v1", a.host()),
+        &format!("docker://{}/{repo}:v1", to.host()),
     ]);
     let out = client.subdir("pulled");
     client.skopeo(&[
@@ -85,17 +89,28 @@ fn a_push_through_one_replica_is_pulled_through_another() {
         "--quiet",
         "--preserve-digests",
         "--src-tls-verify=false",
-        &format!("docker://{}/acme/app:v1", b.host()),
+        &format!("docker://{}/{repo}:v1", from.host()),
         &format!("oci:{}:v1", out.display()),
     ]);
-    let pushed = layout_ref(&layout.path, TestLayout::IMAGE_REF);
-    let pulled = layout_ref(&out, "v1");
-    assert_eq!(pulled["digest"], pushed["digest"]);
-    let digest = pushed["digest"].as_str().unwrap();
+    let digest = |dir: &std::path::Path, name: &str| {
+        layout_ref(dir, name)["digest"].as_str().unwrap().to_owned()
+    };
+    let pushed = digest(&layout.path, TestLayout::IMAGE_REF);
     assert_same_files(
-        &layout_files(&out, digest),
-        &layout_files(&layout.path, digest),
+        &layout_files(&out, &pushed),
+        &layout_files(&layout.path, &pushed),
     );
+    (pushed, digest(&out, "v1"))
+}
+
+#[test]
+fn a_push_through_one_replica_is_pulled_through_another() {
+    let env = scale_out_env();
+    let c = cluster(2, &env);
+    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+    let (pushed, pulled) = skopeo_round_trip(a, b, "acme/app", "replicas");
+    assert_eq!(pulled, pushed);
+    let digest = pushed.as_str();
     for r in &c.replicas {
         assert!(
             !r.data_dir().join("storage").exists(),
@@ -353,33 +368,7 @@ fn redirects_point_at_working_presigned_urls() {
     let anon = http("GET", &blob_url, &[], None);
     assert_eq!(anon.status, 401);
 
-    let client = ClientEnv::new();
-    client.log_in(&s.host(), "admin", ADMIN_PASSWORD);
-    let layout = build_test_layout(&client.subdir("src"), "redirect");
-    client.skopeo(&[
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        &layout.oci_ref(TestLayout::IMAGE_REF),
-        &format!("docker://{}/acme/redir:v1", s.host()),
-    ]);
-    let out = client.subdir("pulled");
-    client.skopeo(&[
-        "copy",
-        "--quiet",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        &format!("docker://{}/acme/redir:v1", s.host()),
-        &format!("oci:{}:v1", out.display()),
-    ]);
-    let digest = layout_ref(&layout.path, TestLayout::IMAGE_REF)["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_same_files(
-        &layout_files(&out, &digest),
-        &layout_files(&layout.path, &digest),
-    );
+    skopeo_round_trip(s, s, "acme/redir", "redirect");
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
@@ -38,13 +38,8 @@ fn debian_layout(dir: &Path) -> BuiltImage {
 }
 
 fn berth_scan(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(TestServer::binary());
+    let mut cmd = berth_command();
     cmd.arg("scan").args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("BERTH_") {
-            cmd.env_remove(&key);
-        }
-    }
     cmd.envs(envs.iter().copied());
     cmd.output().expect("run berth scan")
 }

@@ -8,11 +8,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, CmdOutput, TestServer, field, http_request, run_command};
+use common::{
+    ADMIN_PASSWORD, CmdOutput, TestServer, berth_command, field, http_request, run_command,
+};
 use serde_json::Value;
 
 /// The shared real advisories, wherever this checkout is.
@@ -22,13 +23,8 @@ fn advisories() -> String {
 
 /// Runs `berth vulndb ARGS --data-dir DIR` with `envs` (and no inherited `BERTH_*`).
 fn vulndb_cmd(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> CmdOutput {
-    let mut cmd = Command::new(TestServer::binary());
+    let mut cmd = berth_command();
     cmd.arg("vulndb").arg("--data-dir").arg(data_dir).args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("BERTH_") {
-            cmd.env_remove(&key);
-        }
-    }
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -500,6 +500,10 @@ impl MetaStore {
     ) -> Result<TagChange> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
+        let manifest_query = format!(
+            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
+            self.key_share()
+        );
         // Tagging a manifest the repository already holds (the common case of a retag) needs
         // none of the checks: they were made when it was first stored.
         let (repo_id, exists) = match self.dialect {
@@ -523,11 +527,7 @@ impl MetaStore {
             // until this transaction commits.
             Dialect::Postgres => {
                 let repo_id = ensure_repo(&mut tx, repo, now).await?;
-                let exists_query = format!(
-                    "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
-                    self.key_share()
-                );
-                let exists = sqlx::query(&exists_query)
+                let exists = sqlx::query(&manifest_query)
                     .bind(repo_id)
                     .bind(&m.digest)
                     .fetch_optional(&mut *tx)
@@ -551,12 +551,8 @@ impl MetaStore {
                     return Err(MetaError::BlobUnknown(b.clone()));
                 }
             }
-            let child_query = format!(
-                "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{}",
-                self.key_share()
-            );
             for c in &m.children {
-                let found = sqlx::query(&child_query)
+                let found = sqlx::query(&manifest_query)
                     .bind(repo_id)
                     .bind(c)
                     .fetch_optional(&mut *tx)

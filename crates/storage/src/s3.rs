@@ -288,7 +288,7 @@ impl S3Store {
     /// `expected`.
     pub async fn put_blob(&self, expected: &Digest, body: ByteStream, limit: u64) -> Result<u64> {
         let key = self.canonical(expected);
-        let mut writer = PartWriter::new(self, key.clone(), SessionState::default(), 0);
+        let mut writer = PartWriter::new(self, key, SessionState::default());
         let hasher = expected.algorithm().hasher();
         let (hasher, size) = match writer.feed(hasher, body, 0, limit).await {
             Ok(r) => r,
@@ -361,7 +361,7 @@ impl S3Store {
             }
         };
         let nparts = state.parts.len();
-        let mut writer = PartWriter::new(self, self.key(&Self::data_location(id)), state, offset);
+        let mut writer = PartWriter::new(self, self.key(&Self::data_location(id)), state);
         let tail_len = offset - full;
         if tail_len > 0 {
             let key = self.tail_key(id, nparts);
@@ -397,7 +397,7 @@ impl S3Store {
         let (mut writer, hasher, offset) = self.resume(id, cursor.as_ref(), start).await?;
         let old_parts = writer.state.parts.len();
         let (hasher, written) = writer.feed(hasher, body, offset, limit).await?;
-        writer.flush_parts().await?;
+        writer.wait_in_flight().await?;
         let new_parts = writer.state.parts.len();
         // The remainder goes to the tail object named after the part count, so a crash between
         // this write and the database update leaves the old tail (and the old row) intact when
@@ -589,7 +589,7 @@ struct PartWriter {
 }
 
 impl PartWriter {
-    fn new(s3: &S3Store, key: Path, state: SessionState, _offset: u64) -> PartWriter {
+    fn new(s3: &S3Store, key: Path, state: SessionState) -> PartWriter {
         PartWriter {
             store: s3.store.clone(),
             key,
@@ -681,11 +681,6 @@ impl PartWriter {
             self.wait_oldest().await?;
         }
         Ok(())
-    }
-
-    /// Waits for the part in flight, leaving the remainder in the buffer.
-    async fn flush_parts(&mut self) -> Result<()> {
-        self.wait_in_flight().await
     }
 
     /// Makes the object readable: the remainder becomes the last part (or, with no multipart

@@ -378,18 +378,24 @@ impl Drop for TestServer {
 /// Runs `berth admin --data-dir DATA ARGS` on the server's data dir (it works while the server
 /// runs), feeding `stdin` (passwords are read from it); panics unless it succeeds and returns its
 /// standard output.
-pub fn admin(server: &TestServer, args: &[&str], stdin: &str) -> String {
+/// A `berth` command without the caller's `BERTH_*` variables: like the test servers, a
+/// developer's environment must not change what the command does.
+pub fn berth_command() -> Command {
     let mut cmd = Command::new(TestServer::binary());
-    cmd.arg("admin")
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .args(args);
-    // Like the server: a developer's BERTH_* variables must not change what the command does.
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("BERTH_") {
             cmd.env_remove(&key);
         }
     }
+    cmd
+}
+
+pub fn admin(server: &TestServer, args: &[&str], stdin: &str) -> String {
+    let mut cmd = berth_command();
+    cmd.arg("admin")
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(args);
     // ... but the server's own (a database URL, say) are the data dir's configuration too.
     for (k, v) in &server.envs {
         cmd.env(k, v);
