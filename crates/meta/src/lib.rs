@@ -680,6 +680,21 @@ impl MetaStore {
         let Some(repo_id) = repo_id(&mut tx, repo).await? else {
             return Ok(None);
         };
+        // On PostgreSQL, lock the manifest before its tags, the order in which `put_manifest`
+        // takes them (manifest, then tag): deleting the tags first would deadlock with a push
+        // that holds the manifest and waits for a tag row this transaction deleted.
+        if self.dialect == Dialect::Postgres {
+            let found = sqlx::query(
+                "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2 FOR UPDATE",
+            )
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_none() {
+                return Ok(None);
+            }
+        }
         let tags: Vec<String> =
             sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
                 .bind(repo_id)
