@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod jobs;
+pub mod scans;
 pub mod vulndb;
 
 use std::sync::Once;

@@ -706,6 +706,184 @@ async fn vulndb_records(store: MetaStore) {
     assert_eq!(all[0].error.as_ref().unwrap().len(), 2000);
 }
 
+async fn scan_records(store: MetaStore) {
+    use berth_meta::scans::{AllowedVuln, ImageScan, NewScanEvent, Rematch, ScanPolicy};
+    assert_eq!(store.layer_index(B1, 1).await.unwrap(), None);
+    store.put_layer_index(B1, 1, B2, 77).await.unwrap();
+    // The first writer wins; the same layer and version is the same content.
+    store.put_layer_index(B1, 1, M1, 5).await.unwrap();
+    assert_eq!(
+        store.layer_index(B1, 1).await.unwrap(),
+        Some((B2.to_string(), 77))
+    );
+    assert_eq!(store.layer_index(B1, 2).await.unwrap(), None);
+
+    let scan = |digest: &str, db: &str| ImageScan {
+        digest: digest.into(),
+        analyzer_version: 1,
+        sbom_digest: B2.into(),
+        sbom_size: 10,
+        inventory: "{\"packages\":[]}".into(),
+        packages: 0,
+        db_version: db.into(),
+        findings: "[]".into(),
+        summary: "{}".into(),
+        max_level: 0,
+        scanned_at: 1,
+        matched_at: 1,
+    };
+    for d in [M1, M2, IDX] {
+        store.put_image_scan(&scan(d, "v1")).await.unwrap();
+    }
+    // Replacing keeps one row.
+    store.put_image_scan(&scan(IDX, "v2")).await.unwrap();
+    assert_eq!(
+        store.image_scan(IDX).await.unwrap().unwrap().db_version,
+        "v2"
+    );
+    let stale = store.stale_image_scans("v2", "", 10).await.unwrap();
+    assert_eq!(
+        stale.iter().map(|s| s.digest.as_str()).collect::<Vec<_>>(),
+        [M1, M2]
+    );
+    let page = store.stale_image_scans("v2", M1, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].digest, M2);
+
+    let rematch = |digest: &str| Rematch {
+        digest: digest.into(),
+        from_version: "v1".into(),
+        db_version: "v2".into(),
+        findings: "[[\"k\",\"CVE-1\",4]]".into(),
+        summary: "{\"high\":1}".into(),
+        max_level: 4,
+        events: vec![NewScanEvent {
+            kind: "appeared",
+            vuln_id: "CVE-1".into(),
+            package: "PyPI/urllib3@1.24.1".into(),
+            level: "high".into(),
+        }],
+    };
+    let batch = [rematch(M1), rematch(M2)];
+    assert_eq!(store.apply_rematches(&batch).await.unwrap(), 2);
+    // A second replica that matched the same images against the same versions applies nothing
+    // and records no event twice.
+    assert_eq!(store.apply_rematches(&batch).await.unwrap(), 0);
+    let m1 = store.image_scan(M1).await.unwrap().unwrap();
+    assert_eq!((m1.db_version.as_str(), m1.max_level), ("v2", 4));
+    assert!(
+        store
+            .stale_image_scans("v2", "", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let events = store.scan_events(0, None, 100).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].digest, M1);
+    assert_eq!(events[0].kind, "appeared");
+    assert_eq!(events[0].db_version, "v2");
+    assert!(events[0].id < events[1].id);
+    assert_eq!(
+        store
+            .scan_events(events[0].id, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let only_m2 = store
+        .scan_events(0, Some(&[M2.to_string()]), 100)
+        .await
+        .unwrap();
+    assert_eq!(only_m2.len(), 1);
+    assert_eq!(only_m2[0].digest, M2);
+    assert!(
+        store
+            .scan_events(0, Some(&[]), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.link_blob("acme/app", B1, 1).await.unwrap();
+    store.link_blob("acme/other", B1, 1).await.unwrap();
+    store
+        .put_manifest("acme/app", &manifest(M1, &[B1], &[], None), None)
+        .await
+        .unwrap();
+    store
+        .put_manifest("acme/other", &manifest(M1, &[B1], &[], None), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.repositories_with_manifest(M1).await.unwrap(),
+        ["acme/app", "acme/other"]
+    );
+    assert_eq!(
+        store
+            .repository_manifest_digests("acme/app", 10)
+            .await
+            .unwrap(),
+        [M1]
+    );
+
+    assert_eq!(store.scan_policy("org:acme").await.unwrap(), None);
+    let p = ScanPolicy {
+        scan_on_push: Some(false),
+        block_level: Some("high".into()),
+        updated_at: 5,
+        updated_by: "admin".into(),
+    };
+    store.put_scan_policy("org:acme", &p).await.unwrap();
+    assert_eq!(
+        store.scan_policy("org:acme").await.unwrap(),
+        Some(p.clone())
+    );
+    let inherit = ScanPolicy {
+        scan_on_push: None,
+        block_level: None,
+        ..p
+    };
+    store.put_scan_policy("org:acme", &inherit).await.unwrap();
+    assert_eq!(store.scan_policy("org:acme").await.unwrap(), Some(inherit));
+
+    let a = AllowedVuln {
+        vuln_id: "CVE-2019-11236".into(),
+        reason: "not reachable".into(),
+        expires_at: Some(10),
+        created_by: "admin".into(),
+        created_at: 1,
+    };
+    store.put_allowed_vuln("repo:acme/app", &a).await.unwrap();
+    store
+        .put_allowed_vuln(
+            "repo:acme/app",
+            &AllowedVuln {
+                expires_at: None,
+                ..a.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let list = store.scan_allowlist("repo:acme/app").await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].expires_at, None);
+    assert!(store.scan_allowlist("org:acme").await.unwrap().is_empty());
+    assert!(
+        store
+            .delete_allowed_vuln("repo:acme/app", &a.vuln_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_allowed_vuln("repo:acme/app", &a.vuln_id)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! suite {
     ($($backend:ident),*: $tests:tt) => {
         $( suite!(@backend $backend $tests); )*
@@ -737,6 +915,7 @@ suite!(sqlite, postgres: [
     leases,
     job_queue,
     vulndb_records,
+    scan_records,
 ]);
 
 #[tokio::test]
