@@ -37,6 +37,33 @@ pub struct Config {
     pub limits: LimitConfig,
     pub auth: AuthSection,
     pub vulndb: VulnDbSection,
+    pub scan: ScanSection,
+}
+
+/// Image analysis (`[scan]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanSection {
+    /// Whether the registry analyses images at all (on push, on demand, re-matching, pull policy).
+    pub enabled: bool,
+    /// Whether pushed images are analysed where no organisation or repository policy says.
+    pub on_push: bool,
+    /// Analyses at once on this replica.
+    pub workers: usize,
+    /// Whether each image's CycloneDX SBOM is pushed into its repository as a referrer.
+    pub attach_sbom: bool,
+}
+
+impl Default for ScanSection {
+    fn default() -> Self {
+        let d = berth_registry::ScanConfig::default();
+        ScanSection {
+            enabled: d.enabled,
+            on_push: d.on_push,
+            workers: d.workers,
+            attach_sbom: d.attach_sbom,
+        }
+    }
 }
 
 /// The vulnerability database (`[vulndb]`, and one `[[vulndb.feeds]]` per feed).
@@ -212,6 +239,7 @@ impl Default for Config {
             limits: LimitConfig::default(),
             auth: AuthSection::default(),
             vulndb: VulnDbSection::default(),
+            scan: ScanSection::default(),
         }
     }
 }
@@ -331,6 +359,10 @@ impl Config {
             (1..=7 * 24 * 3600).contains(&self.storage.redirect_ttl_secs),
             "storage.redirect_ttl_secs must be between 1 and 604800 (S3's longest)"
         );
+        anyhow::ensure!(
+            (1..=64).contains(&self.scan.workers),
+            "scan.workers must be between 1 and 64"
+        );
         let v = &self.vulndb;
         anyhow::ensure!(
             v.update_interval_secs > 0,
@@ -365,6 +397,16 @@ impl Config {
     }
 
     /// The vulnerability database's settings, with the public key read and parsed.
+    pub fn scan_config(&self) -> berth_registry::ScanConfig {
+        berth_registry::ScanConfig {
+            enabled: self.scan.enabled,
+            on_push: self.scan.on_push,
+            workers: self.scan.workers,
+            attach_sbom: self.scan.attach_sbom,
+            ..Default::default()
+        }
+    }
+
     pub fn vulndb_config(&self) -> anyhow::Result<berth_registry::vulndb::VulnDbConfig> {
         use berth_registry::vulndb::{FeedSource, VulnDbConfig, parse_public_key};
         let v = &self.vulndb;

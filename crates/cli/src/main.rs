@@ -216,6 +216,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
+    let scans =
+        berth_registry::ScanService::new(registry.clone(), vulndb.clone(), config.scan_config());
+    let scan_worker = berth_registry::ScanWorker::start(scans.clone());
     let expiry = berth_registry::UploadExpiry::start(
         registry.clone(),
         Duration::from_secs(config.uploads.sweep_interval_secs),
@@ -226,6 +229,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         authorizer,
         auth,
         vulndb: Some(vulndb),
+        scans: Some(scans),
         body_idle_timeout: Duration::from_secs(config.uploads.body_idle_timeout_secs),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -243,6 +247,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     berth_server::serve(listener, berth_server::app(state), shutdown).await?;
     tracing::info!("shutting down");
     expiry.shutdown().await;
+    scan_worker.shutdown().await;
     vulndb_worker.shutdown().await;
     registry.shutdown().await;
     Ok(())

@@ -51,6 +51,7 @@ async fn in_process() -> Ctx {
         authorizer: Arc::new(berth_server::AllowAll),
         auth: None,
         vulndb: None,
+        scans: None,
         body_idle_timeout: Duration::from_secs(5),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

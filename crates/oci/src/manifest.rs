@@ -207,6 +207,18 @@ impl Manifest {
 
     /// The artifact type reported for this manifest in a referrers listing: its `artifactType`,
     /// or else its config's media type (OCI v1.1).
+    /// Whether this is a container image (an image manifest with an image configuration and
+    /// no artifact type), as opposed to an index or an artifact (signature, SBOM, chart).
+    pub fn is_container_image(&self) -> bool {
+        matches!(
+            self.kind,
+            ManifestKind::OciManifest | ManifestKind::DockerManifest
+        ) && self.artifact_type.is_none()
+            && self.config.as_ref().is_some_and(|c| {
+                c.media_type == media::OCI_CONFIG || c.media_type == media::DOCKER_CONFIG
+            })
+    }
+
     pub fn effective_artifact_type(&self) -> Option<&str> {
         self.artifact_type
             .as_deref()

@@ -7,6 +7,7 @@
 mod cache;
 mod error;
 mod expiry;
+pub mod scan;
 mod service;
 pub mod vulndb;
 
@@ -14,7 +15,9 @@ pub use berth_meta::MetaStore;
 pub use berth_storage::{BlobReader, BlobStore, ByteStream, FsStore, S3Config, S3Store};
 pub use error::{RegistryError, Result};
 pub use expiry::UploadExpiry;
+pub use scan::{ScanConfig, ScanService, ScanWorker};
 pub use service::{
-    CachedManifest, MAX_PAGE, Referrer, Registry, RegistryConfig, TagPage, UploadProgress,
+    CachedManifest, MAX_PAGE, PushedManifest, Referrer, Registry, RegistryConfig, TagPage,
+    UploadProgress,
 };
 pub use vulndb::{VulnDbService, VulnDbWorker};

@@ -49,6 +49,16 @@ pub struct CachedManifest {
     pub content: Bytes,
 }
 
+/// What a manifest push stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    /// The manifest's subject, when it refers to another (`OCI-Subject`).
+    pub subject: Option<Digest>,
+    /// Whether it is a container image (what image analysis looks at).
+    pub is_image: bool,
+}
+
 /// The most entries one listing page holds, whatever `n` asks; more come through `Link`.
 pub const MAX_PAGE: usize = 100_000;
 
@@ -146,6 +156,12 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// Blob storage, for services that keep their own content-addressed documents there
+    /// (vulnerability database snapshots, layer indexes, SBOMs) outside any repository.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// Checks that metadata and storage answer.
@@ -456,14 +472,14 @@ impl Registry {
 
     // ---- manifests ----
 
-    /// Stores a manifest under `reference`. Returns its digest and its subject, if any.
+    /// Stores a manifest under `reference`.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
         content_type: Option<&str>,
         bytes: Vec<u8>,
-    ) -> Result<(Digest, Option<Digest>)> {
+    ) -> Result<PushedManifest> {
         if bytes.len() > self.config.max_manifest_size {
             return Err(RegistryError::ManifestTooLarge {
                 size: bytes.len(),
@@ -505,7 +521,11 @@ impl Registry {
             self.cache
                 .invalidate(repo.as_str(), &[], &[tag.unwrap_or_default()]);
         }
-        Ok((digest, manifest.subject.map(|s| s.digest)))
+        Ok(PushedManifest {
+            digest,
+            is_image: manifest.is_container_image(),
+            subject: manifest.subject.map(|s| s.digest),
+        })
     }
 
     /// A manifest by tag or digest.

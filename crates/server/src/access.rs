@@ -91,6 +91,10 @@ pub trait Authorizer: Send + Sync + 'static {
         target: &'a str,
         source: IpAddr,
     ) -> BoxFuture<'a, ()>;
+
+    /// Whether the caller administers the repository (site administrators, and repository or
+    /// organisation admins): they are exempt from the vulnerability pull policy.
+    fn is_admin<'a>(&'a self, caller: &'a Caller, repo: &'a str) -> BoxFuture<'a, bool>;
 }
 
 /// Lets every request through: the open registry, for local experiments only.
@@ -121,6 +125,11 @@ impl Authorizer for AllowAll {
         _source: IpAddr,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async {})
+    }
+
+    /// Nobody is known in an open registry, so nobody is exempt from policies.
+    fn is_admin<'a>(&'a self, _caller: &'a Caller, _repo: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
     }
 }
 
@@ -364,6 +373,23 @@ impl Authorizer for TokenAuthorizer {
             {
                 tracing::warn!(error = %e, action, target, "could not write the audit log");
             }
+        })
+    }
+
+    fn is_admin<'a>(&'a self, caller: &'a Caller, repo: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let p = match caller {
+                Caller::Open => return false,
+                Caller::Principal(p) => Some(p.clone()),
+                Caller::Subject(s) => self.auth.principal_for_subject(s).await.ok().flatten(),
+            };
+            let Some(p) = p else { return false };
+            p.is_site_admin()
+                || self
+                    .auth
+                    .role(&p, repo)
+                    .await
+                    .is_ok_and(|r| r == berth_auth::Role::Admin)
         })
     }
 }

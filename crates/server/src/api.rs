@@ -25,6 +25,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::AppState;
 use crate::access::{Credentials, credentials, source};
 
+mod scans;
+
 // ---- errors ----
 
 #[derive(Debug)]
@@ -1056,6 +1058,34 @@ async fn repo_for(c: &Caller, name: &str, need: Role) -> ApiResult<String> {
     Ok(repo.to_string())
 }
 
+/// `/api/v1/repositories/{name}` and, after a `/-/` separator, the repository's scanning
+/// resources (`scans.rs`).
+async fn repositories(
+    c: Caller,
+    State(state): State<AppState>,
+    method: http::Method,
+    Path(path): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    if let Some((name, rest)) = path.split_once("/-/") {
+        return scans::repository_resource(c, &state, &method, name, rest, &q, &body).await;
+    }
+    match method {
+        http::Method::GET => Ok(get_repo(c, Path(path)).await?.into_response()),
+        http::Method::PATCH => {
+            let u: RepositoryUpdate = serde_json::from_slice(&body)
+                .map_err(|e| ApiErr::invalid(format!("the update is not valid JSON: {e}")))?;
+            Ok(update_repo(c, Path(path), Json(u)).await?.into_response())
+        }
+        _ => Err(ApiErr::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid",
+            "method not allowed here",
+        )),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/repositories/{name}", tag = "repositories", responses((status = 200, body = Repository), (status = 404, body = ErrorResponse)))]
 async fn get_repo(c: Caller, Path(name): Path<String>) -> ApiResult<Json<Repository>> {
     let name = repo_for(&c, &name, Role::Read).await?;
@@ -1421,8 +1451,17 @@ pub fn router() -> axum::Router<AppState> {
         )
         .route(
             "/api/v1/repositories/{*name}",
-            get(get_repo).patch(update_repo),
+            axum::routing::any(repositories),
         )
+        .route(
+            "/api/v1/orgs/{org}/scan-policy",
+            axum::routing::any(scans::org_policy),
+        )
+        .route(
+            "/api/v1/orgs/{org}/scan-policy/{*rest}",
+            axum::routing::any(scans::org_policy),
+        )
+        .route("/api/v1/scan-events", get(scans::all_events))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/vulndb", get(vulndb_status))
         .route("/api/v1/vulndb/import", axum::routing::post(vulndb_import))

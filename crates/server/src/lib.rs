@@ -30,6 +30,8 @@ pub struct AppState {
     pub auth: Option<Arc<berth_auth::AuthService>>,
     /// The vulnerability database (`/api/v1/vulndb`), when the server has one.
     pub vulndb: Option<Arc<berth_registry::VulnDbService>>,
+    /// Image analysis, vulnerability reports and pull policy, when the server has them.
+    pub scans: Option<Arc<berth_registry::ScanService>>,
     /// The longest a request body may pause between two frames before the upload is abandoned.
     /// An idle timeout, not a whole-request one: a large blob over a slow link is fine as long
     /// as it keeps moving.

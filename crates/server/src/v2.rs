@@ -122,8 +122,8 @@ async fn route(state: &AppState, req: Request) -> Result<Response> {
             let name = repo(name)?;
             let reference = parse_reference(reference, m)?;
             match *m {
-                Method::GET => get_manifest(state, &name, &reference, h, true).await,
-                Method::HEAD => get_manifest(state, &name, &reference, h, false).await,
+                Method::GET => get_manifest(state, &caller, &name, &reference, h, true).await,
+                Method::HEAD => get_manifest(state, &caller, &name, &reference, h, false).await,
                 Method::PUT => {
                     let resp = put_manifest(state, &name, &reference, h, body).await?;
                     let digest = resp
@@ -325,12 +325,21 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 
 async fn get_manifest(
     state: &AppState,
+    caller: &Caller,
     name: &RepoName,
     reference: &Reference,
     headers: &HeaderMap,
     with_body: bool,
 ) -> Result<Response> {
     let m = state.registry.get_manifest(name, reference).await?;
+    // The vulnerability policy refuses the image's content, so a HEAD (no content) passes.
+    if with_body
+        && let Some(scans) = &state.scans
+        && let Err(refusal) = scans.check_pull(name.as_str(), &m.digest).await?
+        && !state.authorizer.is_admin(caller, name.as_str()).await
+    {
+        return Err(ApiError::new(ErrorCode::Denied, refusal.message));
+    }
     // Asking by digest names exact bytes: serve them whatever Accept says. By tag, honour it.
     if matches!(reference, Reference::Tag(_)) && !accepts(headers, &m.media_type) {
         return Err(ApiError::new(
@@ -375,10 +384,17 @@ async fn put_manifest(
         Err(body::ReadError::Body(e)) => return Err(ApiError::new(ErrorCode::ManifestInvalid, e)),
     };
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let (d, subject) = state
+    let pushed = state
         .registry
         .put_manifest(name, reference, content_type, bytes)
         .await?;
+    if let Some(scans) = &state.scans
+        && let Err(e) = scans.on_push(name, &pushed.digest, pushed.is_image).await
+    {
+        // The manifest is stored: the push succeeded. Its analysis can be asked for again.
+        tracing::warn!(repository = %name, digest = %pushed.digest, error = %e, "could not queue the image's analysis");
+    }
+    let (d, subject) = (pushed.digest, pushed.subject);
     let mut resp = StatusCode::CREATED.into_response();
     header(&mut resp, "location", &format!("/v2/{name}/manifests/{d}"));
     header(&mut resp, DIGEST_HEADER, &d.to_string());

@@ -1,0 +1,632 @@
+//! Image analysis inside the registry, end to end through the `berth` binary and real clients:
+//! a push queues the analysis, the SBOM is served by the API and attached as a referrer, the
+//! vulnerability report matches the real shared advisories, a database update re-matches the
+//! stored inventory and records the findings that appeared and went away, scan-on-push follows
+//! the organisation's policy, and the pull policy refuses vulnerable images to a real client
+//! (skopeo) except for administrators and allow-listed vulnerabilities.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+
+const USER_PASSWORD: &str = "correct-horse-battery-staple";
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn api_as(
+    server: &TestServer,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> (u16, Value) {
+    let r = http_request(
+        method,
+        &format!("{}{path}", server.url()),
+        &[("Authorization", auth)],
+        body,
+    )
+    .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::String(r.text())),
+    )
+}
+
+fn api(server: &TestServer, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+    api_as(server, &admin_basic_auth(), method, path, body)
+}
+
+fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An image holding real package metadata: urllib3 1.24.1 (PYSEC-2019-132) installed by pip,
+/// and a Cargo.lock locking smallvec 1.6.0 (RUSTSEC-2021-0003).
+fn vulnerable_layout(dir: &Path, salt: &str) -> BuiltImage {
+    let mut w = LayoutWriter::new(dir);
+    let metadata = "Metadata-Version: 2.1\nName: urllib3\nVersion: 1.24.1\nSummary: HTTP library\n";
+    let lock = "version = 3\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\"smallvec\"]\n\n\
+                [[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\n\
+                source = \"registry+https://github.com/rust-lang/crates.io-index\"\n";
+    let image = w.add_image(
+        Platform::linux_amd64(),
+        &[
+            vec![FileEntry::new(
+                "usr/lib/python3/dist-packages/urllib3-1.24.1.dist-info/METADATA",
+                metadata,
+            )],
+            vec![
+                FileEntry::new("srv/app/Cargo.lock", lock),
+                FileEntry::new("srv/app/salt", salt),
+            ],
+        ],
+    );
+    w.tag("v1", &image.manifest);
+    w.write();
+    image
+}
+
+fn scan_path(repo: &str, digest: &str, what: &str) -> String {
+    format!("/api/v1/repositories/{repo}/-/images/{digest}/{what}")
+}
+
+fn wait_scanned(server: &TestServer, repo: &str, digest: &str) -> Value {
+    wait_for(90, "the analysis", || {
+        let (status, body) = api(server, "GET", &scan_path(repo, digest, "scan"), None);
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(body["state"], "failed", "{body}");
+        (body["state"] == "done" && body["packages"].as_i64().is_some()).then_some(body)
+    })
+}
+
+fn finding_ids(report: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["ids"].as_array().unwrap().iter())
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn skopeo_pull(
+    env: &ClientEnv,
+    server: &TestServer,
+    repo: &str,
+    creds: &str,
+    dir: &str,
+) -> CmdOutput {
+    let dest = format!("oci:{}:pulled", env.subdir(dir).display());
+    env.try_skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        creds,
+        &format!("docker://{}/{repo}:v1", server.host()),
+        &dest,
+    ])
+}
+
+#[test]
+fn push_analyse_report_rematch_and_gate_pulls() {
+    let data = tempfile::tempdir().unwrap();
+    let advisories = berth_testkit::shared_advisories();
+    // The database starts with the crates.io advisories only.
+    let mut cmd = berth_command();
+    cmd.arg("vulndb")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["import", "--feed", "osv-crates"])
+        .arg(advisories.join("osv-crates"));
+    let out = run_command(cmd, Duration::from_secs(120));
+    assert!(out.success(), "{out}");
+
+    let server = TestServer::start_with(data.path(), &[]);
+    let env = ClientEnv::new();
+    admin(&server, &["org-add", "acme"], "");
+    admin(&server, &["user-add", "dev"], &format!("{USER_PASSWORD}\n"));
+    admin(&server, &["grant", "dev", "read", "acme"], "");
+    let dev = basic("dev", USER_PASSWORD);
+    let image = vulnerable_layout(&env.subdir("src"), "scan-e2e");
+    let digest = image.manifest.digest.clone();
+    let out = env.try_skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("admin:{ADMIN_PASSWORD}"),
+        &format!("oci:{}:v1", env.subdir("src").display()),
+        &format!("docker://{}/acme/app:v1", server.host()),
+    ]);
+    assert!(out.success(), "{out}");
+
+    // Analysed in the background after the push.
+    let status = wait_scanned(&server, "acme/app", &digest);
+    assert!(status["packages"].as_i64().unwrap() >= 2, "{status}");
+
+    // The SBOM, in each format; readers may see it.
+    let (s, bom) = api_as(
+        &server,
+        &dev,
+        "GET",
+        &scan_path("acme/app", &digest, "sbom"),
+        None,
+    );
+    assert_eq!(s, 200, "{bom}");
+    assert_eq!(bom["bomFormat"], "CycloneDX");
+    let purls: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    assert!(purls.contains(&"pkg:pypi/urllib3@1.24.1"), "{purls:?}");
+    assert!(purls.contains(&"pkg:cargo/smallvec@1.6.0"), "{purls:?}");
+    let (s, spdx) = api(
+        &server,
+        "GET",
+        &format!("{}?format=spdx", scan_path("acme/app", &digest, "sbom")),
+        None,
+    );
+    assert_eq!(s, 200, "{spdx}");
+    assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
+    let (s, e) = api(
+        &server,
+        "GET",
+        &format!("{}?format=xml", scan_path("acme/app", &digest, "sbom")),
+        None,
+    );
+    assert_eq!(s, 400, "{e}");
+    // Someone without access to the repository learns nothing about it.
+    admin(
+        &server,
+        &["user-add", "outsider"],
+        &format!("{USER_PASSWORD}\n"),
+    );
+    let outsider = basic("outsider", USER_PASSWORD);
+    let (s, _) = api_as(
+        &server,
+        &outsider,
+        "GET",
+        &scan_path("acme/app", &digest, "sbom"),
+        None,
+    );
+    assert_eq!(s, 404);
+    // Readers may not ask for scans; an unknown digest is not found.
+    let (s, _) = api_as(
+        &server,
+        &dev,
+        "POST",
+        &scan_path("acme/app", &digest, "scan"),
+        None,
+    );
+    assert_eq!(s, 403);
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (s, _) = api(
+        &server,
+        "GET",
+        &scan_path("acme/app", &unknown, "scan"),
+        None,
+    );
+    assert_eq!(s, 404);
+
+    // The SBOM is attached to the image: the referrers API finds it, and its layer is the BOM.
+    let r = http_request(
+        "GET",
+        &format!("{}/v2/acme/app/referrers/{digest}", server.url()),
+        &[("Authorization", &admin_basic_auth())],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let index = r.json();
+    let sboms: Vec<&Value> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == "application/vnd.cyclonedx+json")
+        .collect();
+    assert_eq!(sboms.len(), 1, "{index}");
+    let m = http_request(
+        "GET",
+        &format!(
+            "{}/v2/acme/app/manifests/{}",
+            server.url(),
+            sboms[0]["digest"].as_str().unwrap()
+        ),
+        &[
+            ("Authorization", &admin_basic_auth()),
+            ("Accept", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+        None,
+    )
+    .unwrap()
+    .json();
+    assert_eq!(m["subject"]["digest"], digest.as_str());
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let blob = http_request(
+        "GET",
+        &format!("{}/v2/acme/app/blobs/{layer}", server.url()),
+        &[("Authorization", &admin_basic_auth())],
+        None,
+    )
+    .unwrap();
+    assert_eq!(blob.status, 200);
+    assert_eq!(blob.json()["bomFormat"], "CycloneDX");
+    // Asking again does not attach a second SBOM.
+    let (s, q) = api(
+        &server,
+        "POST",
+        &scan_path("acme/app", &digest, "scan"),
+        None,
+    );
+    assert_eq!(s, 202, "{q}");
+    wait_for(60, "the second analysis", || {
+        let (_, b) = api(
+            &server,
+            "GET",
+            &scan_path("acme/app", &digest, "scan"),
+            None,
+        );
+        (b["state"] == "done").then_some(())
+    });
+    let again = http_request(
+        "GET",
+        &format!(
+            "{}/v2/acme/app/referrers/{digest}?artifactType=application/vnd.cyclonedx%2Bjson",
+            server.url()
+        ),
+        &[("Authorization", &admin_basic_auth())],
+        None,
+    )
+    .unwrap()
+    .json();
+    assert_eq!(again["manifests"].as_array().unwrap().len(), 1, "{again}");
+
+    // Vulnerabilities: the crates.io advisory is there, the PyPI one is not imported yet.
+    let (s, report) = api_as(
+        &server,
+        &dev,
+        "GET",
+        &scan_path("acme/app", &digest, "vulnerabilities"),
+        None,
+    );
+    assert_eq!(s, 200, "{report}");
+    let ids = finding_ids(&report);
+    assert!(ids.contains(&"RUSTSEC-2021-0003".to_string()), "{ids:?}");
+    assert!(!ids.contains(&"PYSEC-2019-132".to_string()), "{ids:?}");
+    let smallvec = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["package"]["name"] == "smallvec")
+        .unwrap();
+    assert_eq!(smallvec["fixed_version"], "1.6.1");
+    assert_eq!(
+        smallvec["package"]["evidence"]["locations"][0]["path"],
+        "srv/app/Cargo.lock"
+    );
+
+    // A database update: the PyPI record arrives. The stored inventory is matched again and the
+    // new finding is recorded as an event.
+    let pysec = std::fs::read(advisories.join("osv-pypi/PYSEC-2019-132.json")).unwrap();
+    let (s, b) = api(
+        &server,
+        "POST",
+        "/api/v1/vulndb/import?format=osv&feed=osv-pypi",
+        Some(&pysec),
+    );
+    assert_eq!(s, 201, "{b}");
+    let events = wait_for(60, "the appeared event", || {
+        let (s, page) = api_as(
+            &server,
+            &dev,
+            "GET",
+            "/api/v1/repositories/acme/app/-/events",
+            None,
+        );
+        assert_eq!(s, 200, "{page}");
+        let items = page["items"].as_array().unwrap().clone();
+        items
+            .iter()
+            .any(|e| {
+                e["vulnerability"] == "CVE-2019-11236" || e["vulnerability"] == "PYSEC-2019-132"
+            })
+            .then_some(items)
+    });
+    let e = events.iter().find(|e| e["kind"] == "appeared").unwrap();
+    assert_eq!(e["digest"], digest.as_str());
+    assert_eq!(e["package"], "PyPI/urllib3@1.24.1");
+    assert_eq!(e["repositories"], json!(["acme/app"]));
+    // Nothing else changed, so nothing else was recorded.
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (s, report) = api(
+        &server,
+        "GET",
+        &scan_path("acme/app", &digest, "vulnerabilities"),
+        None,
+    );
+    assert_eq!(s, 200);
+    assert!(finding_ids(&report).contains(&"PYSEC-2019-132".to_string()));
+    // Site administrators see every event; others may not list them all.
+    let (s, all) = api(&server, "GET", "/api/v1/scan-events", None);
+    assert_eq!(s, 200, "{all}");
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    let (s, _) = api_as(&server, &dev, "GET", "/api/v1/scan-events", None);
+    assert_eq!(s, 403);
+
+    // The pull policy: findings at or above medium are refused to everyone but administrators.
+    let (s, p) = api(
+        &server,
+        "PUT",
+        "/api/v1/orgs/acme/scan-policy",
+        Some(br#"{"block_severity":"medium"}"#),
+    );
+    assert_eq!(s, 200, "{p}");
+    let (s, _) = api_as(
+        &server,
+        &dev,
+        "PUT",
+        "/api/v1/orgs/acme/scan-policy",
+        Some(br#"{"block_severity":null}"#),
+    );
+    assert_eq!(s, 403, "readers may not change the policy");
+    let (s, e) = api(
+        &server,
+        "PUT",
+        "/api/v1/orgs/acme/scan-policy",
+        Some(br#"{"block_severity":"severe"}"#),
+    );
+    assert_eq!(s, 400, "{e}");
+    let dev_creds = format!("dev:{USER_PASSWORD}");
+    let out = skopeo_pull(&env, &server, "acme/app", &dev_creds, "refused");
+    assert!(!out.success(), "{out}");
+    let text = out.to_string();
+    assert!(text.contains("vulnerability policy of org acme"), "{text}");
+    assert!(
+        text.contains("RUSTSEC-2021-0003") || text.contains("CVE-2021-25900"),
+        "{text}"
+    );
+    let out = skopeo_pull(
+        &env,
+        &server,
+        "acme/app",
+        &format!("admin:{ADMIN_PASSWORD}"),
+        "admin",
+    );
+    assert!(out.success(), "administrators are never blocked: {out}");
+    // HEAD (no content) still answers, so clients can resolve digests.
+    let head = http_request(
+        "HEAD",
+        &format!("{}/v2/acme/app/manifests/v1", server.url()),
+        &[
+            ("Authorization", &dev),
+            ("Accept", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(head.status, 200);
+    let get = http_request(
+        "GET",
+        &format!("{}/v2/acme/app/manifests/v1", server.url()),
+        &[
+            ("Authorization", &dev),
+            ("Accept", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(get.status, 403);
+    assert_eq!(get.json()["errors"][0]["code"], "DENIED");
+
+    // Allow-listing: an expired entry does not count; current ones for every blocking finding
+    // (any alias will do) let the pull through.
+    let blocking: Vec<Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            matches!(
+                f["severity"]["level"].as_str(),
+                Some("medium" | "high" | "critical")
+            )
+        })
+        .cloned()
+        .collect();
+    assert!(!blocking.is_empty(), "{report}");
+    for (i, f) in blocking.iter().enumerate() {
+        let id = f["ids"][0].as_str().unwrap();
+        let expired = json!({"id": id, "reason": "old exception", "expires_at": 1});
+        let (s, b) = api(
+            &server,
+            "POST",
+            "/api/v1/orgs/acme/scan-policy/allowlist",
+            Some(expired.to_string().as_bytes()),
+        );
+        assert_eq!(s, 201, "{b}");
+        if i == 0 {
+            let out = skopeo_pull(&env, &server, "acme/app", &dev_creds, "expired");
+            assert!(!out.success(), "an expired exception does not apply: {out}");
+        }
+        let alias = f["ids"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap();
+        let current = json!({"id": alias, "reason": "not reachable from our code"});
+        let (s, b) = api(
+            &server,
+            "POST",
+            "/api/v1/repositories/acme/app/-/scan-policy/allowlist",
+            Some(current.to_string().as_bytes()),
+        );
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = api(
+        &server,
+        "POST",
+        "/api/v1/orgs/acme/scan-policy/allowlist",
+        Some(br#"{"id":"CVE-1","reason":""}"#),
+    );
+    assert_eq!(s, 400, "a reason is required: {b}");
+    let out = skopeo_pull(&env, &server, "acme/app", &dev_creds, "allowed");
+    assert!(out.success(), "allow-listed: {out}");
+
+    // The PyPI feed is replaced by one without that record: the finding goes away, as an event.
+    let other = std::fs::read(advisories.join("osv-pypi/PYSEC-2021-108.json"))
+        .or_else(|_| {
+            let first = std::fs::read_dir(advisories.join("osv-pypi"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| !p.ends_with("PYSEC-2019-132.json"))
+                .unwrap();
+            std::fs::read(first)
+        })
+        .unwrap();
+    let (s, b) = api(
+        &server,
+        "POST",
+        "/api/v1/vulndb/import?format=osv&feed=osv-pypi",
+        Some(&other),
+    );
+    assert_eq!(s, 201, "{b}");
+    wait_for(60, "the resolved event", || {
+        let (_, page) = api(
+            &server,
+            "GET",
+            "/api/v1/repositories/acme/app/-/events",
+            None,
+        );
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "resolved" && e["package"] == "PyPI/urllib3@1.24.1")
+            .then_some(())
+    });
+}
+
+#[test]
+fn scan_on_push_follows_the_policy_and_on_demand_scans_work() {
+    let server = TestServer::start();
+    let env = ClientEnv::new();
+    admin(&server, &["org-add", "quiet"], "");
+    let (s, p) = api(
+        &server,
+        "PUT",
+        "/api/v1/orgs/quiet/scan-policy",
+        Some(br#"{"scan_on_push":false}"#),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["scan_on_push"], false);
+    let image = vulnerable_layout(&env.subdir("src"), "quiet");
+    let digest = image.manifest.digest.clone();
+    let out = env.try_skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("admin:{ADMIN_PASSWORD}"),
+        &format!("oci:{}:v1", env.subdir("src").display()),
+        &format!("docker://{}/quiet/app:v1", server.host()),
+    ]);
+    assert!(out.success(), "{out}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (s, st) = api(
+        &server,
+        "GET",
+        &scan_path("quiet/app", &digest, "scan"),
+        None,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(st["state"], "none", "not analysed on push: {st}");
+    let (s, _) = api(
+        &server,
+        "GET",
+        &scan_path("quiet/app", &digest, "sbom"),
+        None,
+    );
+    assert_eq!(s, 404);
+    // A repository setting wins over its organisation's.
+    let (s, _) = api(
+        &server,
+        "PUT",
+        "/api/v1/repositories/quiet/app/-/scan-policy",
+        Some(br#"{"scan_on_push":true}"#),
+    );
+    assert_eq!(s, 200);
+    let (s, p) = api(
+        &server,
+        "GET",
+        "/api/v1/repositories/quiet/app/-/scan-policy",
+        None,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(p["scan_on_push"], true);
+    assert_eq!(p["updated_by"], "admin");
+    // On demand.
+    let (s, q) = api(
+        &server,
+        "POST",
+        &scan_path("quiet/app", &digest, "scan"),
+        None,
+    );
+    assert_eq!(s, 202, "{q}");
+    let status = wait_scanned(&server, "quiet/app", &digest);
+    assert!(status["packages"].as_i64().unwrap() >= 2, "{status}");
+    // The database is empty here: an inventory, no findings.
+    let (s, r) = api(
+        &server,
+        "GET",
+        &scan_path("quiet/app", &digest, "vulnerabilities"),
+        None,
+    );
+    assert_eq!(s, 200, "{r}");
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    // Malformed requests get clear errors.
+    let (s, _) = api(
+        &server,
+        "GET",
+        "/api/v1/repositories/quiet/app/-/images/not-a-digest/scan",
+        None,
+    );
+    assert_eq!(s, 400);
+    let (s, _) = api(
+        &server,
+        "PUT",
+        "/api/v1/repositories/quiet/app/-/scan-policy",
+        Some(b"{not json"),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = api(
+        &server,
+        "GET",
+        "/api/v1/repositories/quiet/app/-/nothing-here",
+        None,
+    );
+    assert_eq!(s, 404);
+}
