@@ -14,6 +14,7 @@ mod report;
 mod s3;
 mod scenarios;
 mod summary;
+mod vulndb;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub const AUTH: &[&str] = &["manifest-get-public", "manifest-get-bearer", "token
 /// The object store's own throughput (`s3`; they need `--s3-endpoint` and `--s3-bucket`): a plain
 /// multipart PUT and a GET of the same blobs the registry scenarios push.
 pub const S3: &[&str] = &["s3-put", "s3-get"];
+
+pub use vulndb::VULNDB;
 
 /// Machine-limit scenarios (`machine`); they send no request.
 pub const MACHINE: &[&str] = &["machine-sha256", "machine-loopback", "machine-disk"];
@@ -201,6 +204,27 @@ pub struct BenchArgs {
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub s3_part_size: u64,
 
+    /// Directory of OSV advisories (its `osv-*` subdirectories) for the `vulndb` scenarios:
+    /// vulndb-import, vulndb-match, vulndb-rematch.
+    #[arg(long)]
+    pub advisories: Option<PathBuf>,
+
+    /// Packages in the inventory vulndb-match matches.
+    #[arg(long, default_value_t = 500)]
+    pub match_packages: usize,
+
+    /// Stored image inventories vulndb-rematch matches again.
+    #[arg(long, default_value_t = 10_000)]
+    pub rematch_images: usize,
+
+    /// Packages per stored inventory in vulndb-rematch.
+    #[arg(long, default_value_t = 200)]
+    pub rematch_packages: usize,
+
+    /// Metadata database URL for vulndb-rematch (default: SQLite in a temporary directory).
+    #[arg(long)]
+    pub rematch_database: Option<String>,
+
     /// Label the ratios are taken against in --summarize.
     #[arg(long, default_value = "distribution")]
     pub baseline: String,
@@ -249,20 +273,23 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
             "machine" => want.extend(MACHINE),
             "auth" => want.extend(AUTH),
             "s3" => want.extend(S3),
+            "vulndb" => want.extend(VULNDB),
             _ => match ALL
                 .iter()
                 .chain(AUTH)
                 .chain(MACHINE)
                 .chain(S3)
+                .chain(VULNDB)
                 .find(|x| **x == s)
             {
                 Some(x) => want.push(x),
                 None => bail!(
-                    "unknown scenario {s:?}; known: all, auth, machine, s3, {}, {}, {}, {}",
+                    "unknown scenario {s:?}; known: all, auth, machine, s3, vulndb, {}, {}, {}, {}, {}",
                     ALL.join(", "),
                     AUTH.join(", "),
                     MACHINE.join(", "),
-                    S3.join(", ")
+                    S3.join(", "),
+                    VULNDB.join(", ")
                 ),
             },
         }
@@ -272,6 +299,7 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
         .chain(AUTH)
         .chain(MACHINE)
         .chain(S3)
+        .chain(VULNDB)
         .copied()
         .filter(|x| want.contains(x))
         .collect())
@@ -357,6 +385,12 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
         None
     };
 
+    let mut vulndb = vulndb::VulnBench::default();
+    let advisories = || {
+        args.advisories
+            .clone()
+            .ok_or_else(|| anyhow!("the vulndb scenarios need --advisories DIR"))
+    };
     let mut failed = Vec::new();
     for name in &scenarios {
         eprintln!("[{name}]");
@@ -378,6 +412,28 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
             }
             "s3-put" => s3.as_mut().expect("s3 context").put(&mut r).await,
             "s3-get" => s3.as_mut().expect("s3 context").get(&mut r).await,
+            "vulndb-import" => match advisories() {
+                Ok(a) => vulndb.import(&mut r, &a),
+                Err(e) => Err(e),
+            },
+            "vulndb-match" => match advisories() {
+                Ok(a) => vulndb.matching(&mut r, &a, args.match_packages.max(1)),
+                Err(e) => Err(e),
+            },
+            "vulndb-rematch" => match advisories() {
+                Ok(a) => {
+                    vulndb
+                        .rematch(
+                            &mut r,
+                            &a,
+                            args.rematch_images,
+                            args.rematch_packages.max(1),
+                            args.rematch_database.as_deref(),
+                        )
+                        .await
+                }
+                Err(e) => Err(e),
+            },
             _ => {
                 ctx.as_mut()
                     .expect("registry context")

@@ -54,6 +54,28 @@ pub struct ScanSection {
     pub attach_sbom: bool,
 }
 
+/// `REPOSITORY:TAG` or `REPOSITORY@DIGEST`.
+pub fn parse_artifact_reference(
+    s: &str,
+) -> anyhow::Result<(berth_oci::RepoName, berth_oci::Reference)> {
+    let (repo, reference) = match s.split_once('@') {
+        Some((r, d)) => (r, d),
+        None => match s.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, t),
+            _ => {
+                anyhow::bail!("{s:?} names no tag or digest (REPOSITORY:TAG or REPOSITORY@DIGEST)")
+            }
+        },
+    };
+    let repo = repo
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{repo:?} is not a repository name: {e}"))?;
+    let reference = reference
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{reference:?} is not a tag or digest: {e}"))?;
+    Ok((repo, reference))
+}
+
 impl Default for ScanSection {
     fn default() -> Self {
         let d = berth_registry::ScanConfig::default();
@@ -85,6 +107,9 @@ pub struct VulnDbSection {
     pub max_download_bytes: u64,
     /// Largest file accepted by `POST /api/v1/vulndb/import`, in bytes.
     pub max_upload_bytes: u64,
+    /// A bundle artifact in this registry (`REPOSITORY:TAG` or `REPOSITORY@DIGEST`), loaded
+    /// whenever it changes: how an air-gapped site moves its database in with `oras push`.
+    pub bundle_artifact: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +131,7 @@ impl Default for VulnDbSection {
             public_key: None,
             max_download_bytes: d.max_download_bytes,
             max_upload_bytes: d.max_upload_bytes,
+            bundle_artifact: None,
         }
     }
 }
@@ -441,6 +467,12 @@ impl Config {
             public_key,
             max_download_bytes: v.max_download_bytes,
             max_upload_bytes: v.max_upload_bytes,
+            bundle_artifact: v
+                .bundle_artifact
+                .as_deref()
+                .map(parse_artifact_reference)
+                .transpose()
+                .context("vulndb.bundle_artifact")?,
             ..VulnDbConfig::default()
         })
     }

@@ -30,13 +30,11 @@ fn api_as(
     path: &str,
     body: Option<&[u8]>,
 ) -> (u16, Value) {
-    let r = http_request(
-        method,
-        &format!("{}{path}", server.url()),
-        &[("Authorization", auth)],
-        body,
-    )
-    .unwrap();
+    let mut headers = vec![("Authorization", auth)];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let r = http_request(method, &format!("{}{path}", server.url()), &headers, body).unwrap();
     (
         r.status,
         serde_json::from_slice(&r.body).unwrap_or(Value::String(r.text())),
@@ -629,4 +627,246 @@ fn scan_on_push_follows_the_policy_and_on_demand_scans_work() {
         None,
     );
     assert_eq!(s, 404);
+}
+
+/// Two replicas on one PostgreSQL database and one S3 bucket: a push through one is analysed
+/// once (one SBOM referrer, one job), and every replica serves the result.
+#[test]
+fn replicas_analyse_each_image_once() {
+    let env_vars = scale_out_env();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let replicas: Vec<TestServer> = dirs
+        .iter()
+        .map(|d| TestServer::start_with_env(d.path(), &[], &env_refs(&env_vars)))
+        .collect();
+    let env = ClientEnv::new();
+    let mut digests = Vec::new();
+    // Several images, so both replicas' workers have something to claim.
+    for i in 0..4 {
+        let dir = env.subdir(&format!("src{i}"));
+        let image = vulnerable_layout(&dir, &format!("replicas-{i}"));
+        let out = env.try_skopeo(&[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &format!("admin:{ADMIN_PASSWORD}"),
+            &format!("oci:{}:v1", dir.display()),
+            &format!("docker://{}/acme/app{i}:v1", replicas[i % 2].host()),
+        ]);
+        assert!(out.success(), "{out}");
+        digests.push(image.manifest.digest.clone());
+    }
+    for (i, d) in digests.iter().enumerate() {
+        let repo = format!("acme/app{i}");
+        // Asked of the replica the image was not pushed through.
+        let other = &replicas[(i + 1) % 2];
+        let st = wait_for(90, "the analysis", || {
+            let (s, b) = api(other, "GET", &scan_path(&repo, d, "scan"), None);
+            assert_eq!(s, 200, "{b}");
+            (b["state"] == "done").then_some(b)
+        });
+        assert!(st["packages"].as_i64().unwrap() >= 2, "{st}");
+        let (s, bom) = api(other, "GET", &scan_path(&repo, d, "sbom"), None);
+        assert_eq!(s, 200, "{bom}");
+        assert_eq!(bom["bomFormat"], "CycloneDX");
+        let index = http_request(
+            "GET",
+            &format!("{}/v2/{repo}/referrers/{d}", other.url()),
+            &[("Authorization", &admin_basic_auth())],
+            None,
+        )
+        .unwrap()
+        .json();
+        assert_eq!(
+            index["manifests"].as_array().unwrap().len(),
+            1,
+            "one SBOM, however many replicas: {index}"
+        );
+    }
+    // Each image was analysed by exactly one replica.
+    let analysed: usize = replicas
+        .iter()
+        .map(|r| r.stderr().matches("image analysed").count())
+        .sum();
+    assert_eq!(analysed, digests.len(), "{}", replicas[0].stderr());
+}
+
+/// Pushes `data` as a blob of `repo` (monolithic upload) as the admin.
+fn push_blob(server: &TestServer, repo: &str, data: &[u8]) -> String {
+    let digest = sha256_digest(data);
+    let r = http_request(
+        "POST",
+        &format!("{}/v2/{repo}/blobs/uploads/?digest={digest}", server.url()),
+        &[
+            ("Authorization", &admin_basic_auth()),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        Some(data),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    digest
+}
+
+/// Pushes a vulnerability database bundle artifact (snapshot, and a signature if given).
+fn push_bundle(
+    server: &TestServer,
+    repo: &str,
+    tag: &str,
+    snapshot: &[u8],
+    signature: Option<&[u8]>,
+) {
+    let mut layers = vec![json!({
+        "mediaType": "application/vnd.berth.vulndb.snapshot.v1",
+        "digest": push_blob(server, repo, snapshot),
+        "size": snapshot.len(),
+    })];
+    if let Some(sig) = signature {
+        layers.push(json!({
+            "mediaType": "application/vnd.berth.vulndb.signature.v1",
+            "digest": push_blob(server, repo, sig),
+            "size": sig.len(),
+        }));
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.berth.vulndb.bundle.v1",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": push_blob(server, repo, b"{}"),
+            "size": 2,
+        },
+        "layers": layers,
+    });
+    let r = http_request(
+        "PUT",
+        &format!("{}/v2/{repo}/manifests/{tag}", server.url()),
+        &[
+            ("Authorization", &admin_basic_auth()),
+            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+        Some(manifest.to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// An air-gapped site pushes its database into the registry as an OCI artifact; the server
+/// loads it when the tag moves, and refuses unsigned bundles when a key is configured.
+#[test]
+fn bundle_artifacts_are_loaded_from_the_registry() {
+    use berth_vulndb::import::{Osv, import_file};
+    use ed25519_dalek::SigningKey;
+
+    let advisories = berth_testkit::shared_advisories();
+    let snapshot = |files: &[&str]| {
+        let reports = files
+            .iter()
+            .map(|f| {
+                import_file(&Osv::default(), &advisories.join(f), &Default::default()).unwrap()
+            })
+            .collect::<Vec<_>>();
+        // One feed of several files: merge them by importing each as its own feed.
+        let reports = reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.feed = format!("osv-{i}");
+                r
+            })
+            .collect();
+        berth_vulndb::VulnDb::from_imports(reports)
+            .unwrap()
+            .to_snapshot_bytes()
+            .unwrap()
+    };
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let public_hex = hex::encode(key.verifying_key().to_bytes());
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        data.path(),
+        &[],
+        &[
+            ("BERTH_VULNDB__PUBLIC_KEY", public_hex.as_str()),
+            ("BERTH_VULNDB__BUNDLE_ARTIFACT", "ops/vulndb:latest"),
+            ("BERTH_VULNDB__CHECK_INTERVAL_SECS", "1"),
+        ],
+    );
+    admin(&server, &["org-add", "ops"], "");
+
+    let first = snapshot(&["osv-crates/RUSTSEC-2021-0003.json"]);
+    let sig = berth_vulndb::signature::sign_hex(&key, &first);
+    push_bundle(
+        &server,
+        "ops/vulndb",
+        "latest",
+        &first,
+        Some(sig.as_bytes()),
+    );
+    let status = wait_for(60, "the bundle artifact to load", || {
+        let (_, st) = api(&server, "GET", "/api/v1/vulndb", None);
+        (st["advisories"].as_u64() == Some(1)).then_some(st)
+    });
+    let artifact = status["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "bundle-artifact")
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert!(artifact["last_success"].is_i64(), "{artifact}");
+    let (s, adv) = api(
+        &server,
+        "GET",
+        "/api/v1/vulndb/advisories/CVE-2021-25900",
+        None,
+    );
+    assert_eq!(s, 200, "{adv}");
+
+    // An unsigned bundle moves the tag but changes nothing; the failure is shown.
+    let second = snapshot(&[
+        "osv-crates/RUSTSEC-2021-0003.json",
+        "osv-pypi/PYSEC-2019-132.json",
+    ]);
+    push_bundle(&server, "ops/vulndb", "latest", &second, None);
+    let status = wait_for(60, "the refusal", || {
+        let (_, st) = api(&server, "GET", "/api/v1/vulndb", None);
+        let f = st["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "bundle-artifact")
+            .cloned()?;
+        f["error"].is_string().then_some(st)
+    });
+    assert_eq!(status["advisories"], 1, "{status:#}");
+    // Signed: loaded, also through the API by digest-less reference.
+    let sig = berth_vulndb::signature::sign_hex(&key, &second);
+    push_bundle(&server, "ops/vulndb", "v2", &second, Some(sig.as_bytes()));
+    let (s, b) = api(
+        &server,
+        "POST",
+        "/api/v1/vulndb/bundle/artifact",
+        Some(br#"{"repository":"ops/vulndb","reference":"v2"}"#),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["records"], 2);
+    // What is not a bundle is refused clearly; only site admins may load bundles.
+    let (s, b) = api(
+        &server,
+        "POST",
+        "/api/v1/vulndb/bundle/artifact",
+        Some(br#"{"repository":"ops/nothing","reference":"v1"}"#),
+    );
+    assert_eq!(s, 404, "{b}");
+    admin(&server, &["user-add", "dev"], &format!("{USER_PASSWORD}\n"));
+    let (s, _) = api_as(
+        &server,
+        &basic("dev", USER_PASSWORD),
+        "POST",
+        "/api/v1/vulndb/bundle/artifact",
+        Some(br#"{"repository":"ops/vulndb","reference":"v2"}"#),
+    );
+    assert_eq!(s, 403);
 }

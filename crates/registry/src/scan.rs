@@ -163,6 +163,8 @@ struct Effective {
 }
 
 pub struct ScanService {
+    /// When the bundle artifact was last checked, and the digest that last failed to load.
+    bundle_check: Mutex<(Option<Instant>, Option<String>)>,
     registry: Arc<Registry>,
     meta: MetaStore,
     vulndb: Arc<VulnDbService>,
@@ -197,6 +199,7 @@ impl ScanService {
         config: ScanConfig,
     ) -> Arc<ScanService> {
         Arc::new(ScanService {
+            bundle_check: Mutex::new((None, None)),
             meta: registry.meta().clone(),
             registry,
             vulndb,
@@ -717,7 +720,7 @@ impl ScanService {
     }
 
     /// Runs one claimed job: analysis, or a failure recorded for a retry.
-    async fn run_job(&self, job: &berth_meta::jobs::Job, holder: &str) -> Result<()> {
+    async fn run_job(self: &Arc<Self>, job: &berth_meta::jobs::Job, holder: &str) -> Result<()> {
         let Some((repo, digest)) = job.key.rsplit_once('@') else {
             self.meta
                 .fail_job(job.id, holder, "malformed job key", None)
@@ -745,9 +748,19 @@ impl ScanService {
                 }
             }
         };
+        // On its own task, so that a panic in the analysis of a hostile image fails the job
+        // instead of taking the worker down.
+        let analysis = {
+            let (this, repo, digest) = (self.clone(), repo.clone(), digest.clone());
+            tokio::spawn(async move { this.process(&repo, &digest).await })
+        };
+        let abort = analysis.abort_handle();
         let outcome = tokio::select! {
-            r = self.process(&repo, &digest) => Some(r),
-            _ = renew => None,
+            r = analysis => Some(r.unwrap_or_else(|e| Err(internal(format!("the analysis panicked: {e}"))))),
+            _ = renew => {
+                abort.abort();
+                None
+            }
         };
         match outcome {
             Some(Ok(())) => {
@@ -791,13 +804,13 @@ fn one_chunk(bytes: Vec<u8>) -> ByteStream {
 fn rematch_batch(db: &VulnDb, stale: Vec<berth_meta::scans::StaleScan>) -> Result<Vec<Rematch>> {
     let mut out = Vec::with_capacity(stale.len());
     for s in stale {
-        let inventory: MatchableInventory = match serde_json::from_str(&s.inventory) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!(digest = %s.digest, error = %e, "stored inventory unreadable; skipped");
-                continue;
-            }
-        };
+        // An unreadable inventory (it cannot happen short of database corruption) is matched as
+        // empty, so the image still moves to the new version and re-matching terminates; a new
+        // analysis of the image restores it.
+        let inventory: MatchableInventory = serde_json::from_str(&s.inventory).unwrap_or_else(|e| {
+            tracing::error!(digest = %s.digest, error = %e, "stored inventory unreadable; matched as empty");
+            MatchableInventory::default()
+        });
         let old: Vec<StoredFinding> = serde_json::from_str(&s.findings).unwrap_or_default();
         let m = db.match_packages(&inventory.packages);
         let new = stored_findings(&m.findings);
@@ -932,10 +945,15 @@ impl ScanWorker {
     pub fn start(service: Arc<ScanService>) -> ScanWorker {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        if !service.config.enabled {
-            return ScanWorker { stop, tasks };
-        }
-        for i in 0..service.config.workers.max(1) {
+        // With scanning off, one task still loads the bundle artifact when one is configured.
+        let workers = if service.config.enabled {
+            service.config.workers.max(1)
+        } else if service.vulndb.config().bundle_artifact.is_some() {
+            1
+        } else {
+            0
+        };
+        for i in 0..workers {
             let service = service.clone();
             let mut stopped = stopped.clone();
             tasks.push(tokio::spawn(async move {
@@ -958,6 +976,7 @@ impl ScanWorker {
                 }
                 if i == 0 {
                     let _ = service.meta.release_lease(REMATCH_LEASE, &holder).await;
+                    let _ = service.meta.release_lease("vulndb-artifact", &holder).await;
                 }
             }));
         }
@@ -983,9 +1002,88 @@ impl Drop for ScanWorker {
 }
 
 impl ScanService {
+    /// Loads the configured bundle artifact (`vulndb.bundle_artifact`) if its tag names a
+    /// manifest not loaded yet, at most once per `vulndb.check_interval`, on the replica holding
+    /// the `vulndb-artifact` lease. Returns whether the database changed.
+    pub async fn check_bundle_artifact(&self, holder: &str) -> Result<bool> {
+        let Some((repo, reference)) = self.vulndb.config().bundle_artifact.clone() else {
+            return Ok(false);
+        };
+        let every = self.vulndb.config().check_interval;
+        {
+            let mut c = self.bundle_check.lock().unwrap_or_else(|e| e.into_inner());
+            if c.0.is_some_and(|at| at.elapsed() < every) {
+                return Ok(false);
+            }
+            c.0 = Some(Instant::now());
+        }
+        if !self
+            .meta
+            .try_lease("vulndb-artifact", holder, every.saturating_mul(4))
+            .await?
+        {
+            return Ok(false);
+        }
+        let feed = crate::bundle::ARTIFACT_FEED;
+        let Some(digest) = crate::bundle::artifact_digest(&self.registry, &repo, &reference)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(false);
+        };
+        let loaded = self.meta.vulndb_feed(feed).await?.and_then(|r| r.etag);
+        let failed = self
+            .bundle_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        if loaded.as_deref() == Some(digest.as_str()) || failed.as_deref() == Some(digest.as_str())
+        {
+            return Ok(false);
+        }
+        let at = now_millis();
+        match crate::bundle::load_bundle_artifact(&self.registry, &self.vulndb, &repo, &reference)
+            .await
+        {
+            Ok((d, outcome)) => {
+                self.meta
+                    .vulndb_feed_succeeded(
+                        feed,
+                        at,
+                        Some((Some(&d), None)),
+                        Some(outcome.records as i64),
+                    )
+                    .await?;
+                tracing::info!(artifact = %format!("{repo}@{d}"), records = outcome.records, version = %outcome.version, "loaded the vulnerability database bundle artifact");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(artifact = %format!("{repo}@{digest}"), error = %e, "could not load the vulnerability database bundle artifact");
+                self.meta
+                    .vulndb_feed_failed(feed, at, &format!("{repo}@{digest}: {e}"))
+                    .await?;
+                self.bundle_check
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .1 = Some(digest);
+                Ok(false)
+            }
+        }
+    }
+
     /// One unit of background work: a queued analysis, else (on the first worker) a batch of
     /// re-matching under the lease. Returns whether there was anything to do.
-    async fn work_once(&self, holder: &str, rematcher: bool) -> Result<bool> {
+    async fn work_once(self: &Arc<Self>, holder: &str, rematcher: bool) -> Result<bool> {
+        if rematcher {
+            // A failure here must not stop analyses.
+            if let Err(e) = self.check_bundle_artifact(holder).await {
+                tracing::warn!(error = %e, "vulnerability database bundle artifact check");
+            }
+        }
+        if !self.config.enabled {
+            return Ok(false);
+        }
         if let Some(job) = self.meta.claim_job(SCAN_JOB, holder, JOB_LEASE).await? {
             self.run_job(&job, holder).await?;
             return Ok(true);

@@ -156,6 +156,8 @@ pub struct VulnDbConfig {
     pub max_upload_bytes: u64,
     /// Caps on the documents inside an import.
     pub limits: Limits,
+    /// A bundle artifact in this registry to load whenever its tag moves (see `bundle.rs`).
+    pub bundle_artifact: Option<(berth_oci::RepoName, berth_oci::Reference)>,
 }
 
 impl Default for VulnDbConfig {
@@ -169,6 +171,7 @@ impl Default for VulnDbConfig {
             max_download_bytes: 1 << 30,
             max_upload_bytes: 512 << 20,
             limits: Limits::default(),
+            bundle_artifact: None,
         }
     }
 }

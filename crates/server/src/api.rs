@@ -1302,6 +1302,52 @@ async fn vulndb_import(
 /// The header that carries a bundle's detached signature (128 hex digits).
 const SIGNATURE_HEADER: &str = "x-berth-signature";
 
+/// Where a bundle artifact is in this registry.
+#[derive(Deserialize, ToSchema)]
+pub struct BundleArtifact {
+    /// The repository, e.g. `ops/vulndb`.
+    repository: String,
+    /// A tag or a digest.
+    reference: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/vulndb/bundle/artifact", tag = "vulnerabilities", request_body = BundleArtifact, responses((status = 201, body = VulnDbImport), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+async fn vulndb_bundle_artifact(
+    c: Caller,
+    State(state): State<AppState>,
+    Json(b): Json<BundleArtifact>,
+) -> ApiResult<(StatusCode, Json<VulnDbImport>)> {
+    c.require_site_admin()?;
+    let repo: berth_oci::RepoName = b
+        .repository
+        .parse()
+        .map_err(|_| ApiErr::invalid(format!("{:?} is not a repository name", b.repository)))?;
+    let reference: berth_oci::Reference = b
+        .reference
+        .parse()
+        .map_err(|_| ApiErr::invalid(format!("{:?} is not a tag or digest", b.reference)))?;
+    let (digest, o) = berth_registry::bundle::load_bundle_artifact(
+        &state.registry,
+        vulndb(&state)?,
+        &repo,
+        &reference,
+    )
+    .await?;
+    c.audit("vulndb.bundle", &format!("{repo}@{digest} {}", o.version))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(VulnDbImport {
+            feed: o.feed,
+            records: o.records as u64,
+            documents: o.documents as u64,
+            warnings: o.warnings as u64,
+            version: o.version,
+            digest: o.digest,
+        }),
+    ))
+}
+
 #[utoipa::path(post, path = "/api/v1/vulndb/bundle", tag = "vulnerabilities", params(("x-berth-signature" = Option<String>, Header, description = "The bundle's detached Ed25519 signature, 128 hex digits; required when vulndb.public_key is set")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A database bundle (snapshot file); it replaces the whole database"), responses((status = 201, body = VulnDbImport), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
 async fn vulndb_bundle(
     c: Caller,
@@ -1377,6 +1423,7 @@ async fn vulndb_advisory(
         vulndb_status,
         vulndb_import,
         vulndb_bundle,
+        vulndb_bundle_artifact,
         vulndb_advisory
     ),
     components(schemas(
@@ -1404,6 +1451,7 @@ async fn vulndb_advisory(
         VulnDbStatus,
         VulnDbFeed,
         VulnDbImport,
+        BundleArtifact,
         AdvisoryList
     ))
 )]
@@ -1466,6 +1514,10 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/vulndb", get(vulndb_status))
         .route("/api/v1/vulndb/import", axum::routing::post(vulndb_import))
         .route("/api/v1/vulndb/bundle", axum::routing::post(vulndb_bundle))
+        .route(
+            "/api/v1/vulndb/bundle/artifact",
+            axum::routing::post(vulndb_bundle_artifact),
+        )
         .route("/api/v1/vulndb/advisories/{id}", get(vulndb_advisory))
         .route(
             "/api/v1/openapi.json",
