@@ -10,6 +10,7 @@ use berth_assess::gate::{Gate, IgnoreList};
 use berth_assess::{VulnReport, assess, cyclonedx, finding_key, json, sarif, table};
 use berth_oci::Digest;
 use berth_scan::{Ecosystem, Evidence, ImageReport, Platform};
+use berth_testkit::schemas::{cyclonedx_validator, sarif_validator, schema_errors as errors};
 use berth_vulndb::Level;
 use common::*;
 use serde_json::Value;
@@ -68,48 +69,6 @@ fn finding<'a>(r: &'a VulnReport, package: &str, id: &str) -> &'a berth_vulndb::
         .iter()
         .find(|f| f.package.name == package && f.ids.iter().any(|i| i == id))
         .unwrap_or_else(|| panic!("no {id} for {package} in {:#?}", r.findings))
-}
-
-fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
-    v.iter_errors(doc)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect()
-}
-
-fn sarif_validator() -> jsonschema::Validator {
-    let mut schema: Value =
-        serde_json::from_slice(&std::fs::read(fixture("sarif-2.1.0-rtm.5.json")).unwrap()).unwrap();
-    // The schema's `language` pattern (of runs and tool components) has an unescaped `]`, a
-    // literal in ECMA 262's lenient syntax that Rust's regex engines (and so the draft-04
-    // meta-schema's `regex` format check) refuse. Escaping it keeps its meaning exactly.
-    fn escape(v: &mut Value, fixed: &mut usize) {
-        match v {
-            Value::Object(map) => {
-                for (key, value) in map.iter_mut() {
-                    if key == "pattern" && value == "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$" {
-                        *value = Value::from(r"^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}\]?$");
-                        *fixed += 1;
-                    } else {
-                        escape(value, fixed);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|i| escape(i, fixed)),
-            _ => {}
-        }
-    }
-    let mut fixed = 0;
-    escape(&mut schema, &mut fixed);
-    assert_eq!(fixed, 2);
-    // Read as draft-07, as the OASIS standard's edition of this schema declares: draft-04 has
-    // no `uri-reference` format, so under it artifact locations would go unchecked. The schema
-    // uses nothing whose meaning differs between the two drafts.
-    assert_eq!(schema["$schema"], "http://json-schema.org/draft-04/schema#");
-    schema["$schema"] = Value::from("http://json-schema.org/draft-07/schema#");
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap()
 }
 
 #[test]
@@ -287,35 +246,11 @@ fn sarif_has_one_run_per_platform() {
     assert_eq!(log["runs"][0]["results"], serde_json::json!([]));
 }
 
-/// Serves the schemas the CycloneDX schema references from berth-scan's fixtures.
-struct CycloneDxSchemas;
-
-fn cyclonedx_schema(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scan/tests/fixtures/schemas")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-impl jsonschema::Retrieve for CycloneDxSchemas {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let name = uri.as_str().rsplit('/').next().unwrap_or_default();
-        Ok(cyclonedx_schema(name.split('#').next().unwrap_or_default()))
-    }
-}
-
 #[test]
 fn cyclonedx_vulnerabilities_are_valid_and_point_at_components() {
     let (image, r) = scanned();
     let bom = cyclonedx::to_cyclonedx(&image, &r);
-    let v = jsonschema::options()
-        .with_retriever(CycloneDxSchemas)
-        .should_validate_formats(true)
-        .build(&cyclonedx_schema("bom-1.6.SNAPSHOT.schema.json"))
-        .unwrap();
+    let v = cyclonedx_validator();
     let errs = errors(&v, &bom);
     assert!(errs.is_empty(), "{errs:#?}\n{bom:#}");
 
