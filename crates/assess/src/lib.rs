@@ -17,6 +17,18 @@
 //! The result of a match is a [`VulnReport`], the document behind the registry's vulnerability
 //! reports and `berth scan`'s findings. Its stored form is small and stable: re-matching an
 //! image after a database update needs only the [`PackageRef`]s, never the layers.
+//!
+//! Reports leave as [`json`] (Berth's own, documented there), [`sarif`] (SARIF 2.1.0 for
+//! code-scanning services), [`cyclonedx`] (the `vulnerabilities` of a CycloneDX 1.6 BOM) and
+//! [`table`] (for terminals). [`gate`] decides whether findings reach a severity threshold, with
+//! an ignore list: `berth scan --fail-on`.
+
+pub mod cyclonedx;
+pub mod gate;
+pub mod ids;
+pub mod json;
+pub mod sarif;
+pub mod table;
 
 use berth_scan::{Ecosystem as ScanEco, ImageReport, OsInfo, Package, Platform};
 use berth_vulndb::matching::Unmatched;
@@ -219,6 +231,18 @@ pub fn finding_key(f: &Finding) -> String {
 /// as `Unknown`, which only an `Unknown` threshold reaches.
 pub fn reaches(f: &Finding, threshold: Level) -> bool {
     f.level() >= threshold
+}
+
+/// The lower-case name of a level, as JSON and the command line write it.
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "critical",
+        Level::High => "high",
+        Level::Medium => "medium",
+        Level::Low => "low",
+        Level::Negligible => "negligible",
+        Level::Unknown => "unknown",
+    }
 }
 
 /// Parses a severity threshold: `critical`, `high`, `medium`, `low`, `negligible`, `unknown`

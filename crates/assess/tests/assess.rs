@@ -1,79 +1,12 @@
 //! Inventories translated and matched against real advisories: the shared OSV records (Go,
 //! crates.io, PyPI) and a Debian security tracker file in the upstream format.
 
-use std::path::Path;
+mod common;
 
 use berth_assess::{assess, finding_key, package_refs, parse_level, reaches};
-use berth_oci::Digest;
-use berth_scan::{Ecosystem, Evidence, ImageReport, OsInfo, Package, SourcePackage};
-use berth_vulndb::import::{DebianTracker, Limits, Osv, import_file};
-use berth_vulndb::{Level, VulnDb};
-
-const LAYER: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-fn db() -> VulnDb {
-    let adv = berth_testkit::shared_advisories();
-    let mut reports = Vec::new();
-    // One feed each: a database holds one import per feed name.
-    for (feed, f) in [
-        ("osv-crates", "osv-crates/RUSTSEC-2021-0003.json"),
-        ("osv-pypi", "osv-pypi/PYSEC-2019-132.json"),
-        ("osv-go", "osv-go/GO-2021-0113.json"),
-    ] {
-        let osv = Osv {
-            feed: feed.to_string(),
-        };
-        reports.push(import_file(&osv, &adv.join(f), &Limits::default()).unwrap());
-    }
-    let tracker =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vulndb/tests/fixtures/debian/tracker.json");
-    reports.push(import_file(&DebianTracker, &tracker, &Limits::default()).unwrap());
-    VulnDb::from_imports(reports).unwrap()
-}
-
-fn package(eco: Ecosystem, name: &str, version: &str, path: &str) -> Package {
-    let mut p = Package::new(eco, name, version, "test");
-    p.purl = format!("pkg:{}/{name}@{version}", eco.as_str());
-    p.evidence.push(Evidence {
-        layer: LAYER.parse::<Digest>().unwrap(),
-        path: path.to_string(),
-    });
-    p
-}
-
-fn deb(name: &str, version: &str, source: &str, source_version: &str) -> Package {
-    let mut p = package(Ecosystem::Deb, name, version, "var/lib/dpkg/status");
-    p.source = Some(SourcePackage {
-        name: source.to_string(),
-        version: source_version.to_string(),
-    });
-    p
-}
-
-fn image(os: Option<OsInfo>, packages: Vec<Package>) -> ImageReport {
-    ImageReport {
-        analyzer_version: berth_scan::ANALYZER_VERSION,
-        reference: "registry.example/acme/app:1.0".into(),
-        manifest_digest: LAYER.parse().unwrap(),
-        config_digest: None,
-        platform: None,
-        layers: Vec::new(),
-        os,
-        packages,
-        warnings: Vec::new(),
-    }
-}
-
-fn debian12() -> OsInfo {
-    OsInfo {
-        id: "debian".into(),
-        version_id: Some("12".into()),
-        version_codename: Some("bookworm".into()),
-        id_like: Vec::new(),
-        pretty_name: None,
-        distroless: false,
-    }
-}
+use berth_scan::{Ecosystem, OsInfo, SourcePackage};
+use berth_vulndb::Level;
+use common::*;
 
 fn ids(r: &berth_assess::VulnReport) -> Vec<String> {
     let mut v: Vec<String> = r

@@ -6,6 +6,7 @@ mod scan;
 mod vulndb;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,10 +59,18 @@ enum Command {
     },
     /// Measure a registry's throughput and latency (Berth or any other, for comparison).
     Bench(Box<berth_bench::BenchArgs>),
-    /// Inventory an image down to its binaries (an SBOM): OS packages, language packages and
-    /// statically linked libraries, from an OCI layout, an archive or a registry. Exits non-zero
-    /// when the image cannot be read.
-    Scan(scan::ScanArgs),
+    /// Inventory an image down to its binaries (an SBOM) and match it against the
+    /// vulnerability database: OS packages, language packages and statically linked
+    /// libraries, from an OCI layout, an archive or a registry.
+    ///
+    /// With --data-dir or --config, the vulnerabilities come from that registry's database
+    /// (read only; it works while the server runs); with --vulndb, from a snapshot file
+    /// (`berth vulndb export`). Without either, or when the data dir has no database, the
+    /// report is the inventory alone.
+    ///
+    /// Exit codes: 0 success; 1 error (the image or the database cannot be read); 2 bad usage;
+    /// 3 findings reach the --fail-on threshold (the report is written first).
+    Scan(Box<scan::ScanArgs>),
 }
 
 /// Where the registry's configuration and data are.
@@ -90,7 +99,7 @@ impl Location {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     // glibc gives each thread that allocates its own arena, up to eight per core; with many
     // concurrent uploads that multiplies resident memory for no gain. Two arenas are plenty
     // for a server whose hot paths allocate little.
@@ -102,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    let done = match cli.command {
         Command::Serve(location) => {
             init_logging();
             runtime.block_on(serve(location.load()?))
@@ -114,8 +123,9 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(vulndb::run(location.load()?, command))
         }
         Command::Bench(args) => runtime.block_on(berth_bench::run(*args)),
-        Command::Scan(args) => runtime.block_on(scan::run(args)),
-    }
+        Command::Scan(args) => return runtime.block_on(scan::run(*args)),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn init_logging() {

@@ -36,6 +36,13 @@ pub enum VulnDbCommand {
     },
     /// Show the database's version, age and every feed's status, as JSON.
     Status,
+    /// Write the current database to a snapshot file, byte for byte as stored, for `berth
+    /// scan --vulndb FILE` on machines without access to the registry's storage (CI runners
+    /// that copy it) or for `import-bundle` elsewhere.
+    Export {
+        /// The snapshot file to write (replaced atomically if it exists).
+        file: PathBuf,
+    },
 }
 
 pub async fn run(config: Config, command: VulnDbCommand) -> anyhow::Result<()> {
@@ -71,6 +78,7 @@ pub async fn run(config: Config, command: VulnDbCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("importing the bundle {}", file.display()))?;
             print_outcome(&outcome)
         }
+        VulnDbCommand::Export { file } => export(&service, &file).await,
         VulnDbCommand::Status => {
             let status = service.status().await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
@@ -79,6 +87,23 @@ pub async fn run(config: Config, command: VulnDbCommand) -> anyhow::Result<()> {
     };
     meta.close().await;
     result
+}
+
+async fn export(service: &VulnDbService, file: &std::path::Path) -> anyhow::Result<()> {
+    let (snapshot, bytes) = service
+        .export()
+        .await
+        .context("reading the vulnerability database")?
+        .context("there is no vulnerability database to export: import one first")?;
+    let path = file.to_owned();
+    tokio::task::spawn_blocking(move || berth_vulndb::db::write_atomic(&path, &bytes))
+        .await?
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("file: {}", file.display());
+    println!("version: {}", snapshot.version);
+    println!("digest: {}", snapshot.digest);
+    println!("bytes: {}", snapshot.size);
+    Ok(())
 }
 
 fn print_outcome(o: &ImportOutcome) -> anyhow::Result<()> {

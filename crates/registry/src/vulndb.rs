@@ -401,8 +401,8 @@ impl VulnDbService {
         Ok((true, Some(snap)))
     }
 
-    /// Reads a snapshot blob and validates it completely.
-    async fn load_blob(&self, snap: &VulnDbSnapshot) -> Result<VulnDb> {
+    /// Reads a snapshot blob whole, checked against its digest.
+    async fn read_blob(&self, snap: &VulnDbSnapshot) -> Result<Vec<u8>> {
         let digest: Digest = snap
             .digest
             .parse()
@@ -434,10 +434,48 @@ impl VulnDbService {
                     "snapshot blob {digest} does not match its digest"
                 )));
             }
-            Ok(VulnDb::from_snapshot_bytes(&bytes)?)
+            Ok(bytes)
         })
         .await
         .map_err(internal)?
+    }
+
+    /// Reads a snapshot blob and validates it completely.
+    async fn load_blob(&self, snap: &VulnDbSnapshot) -> Result<VulnDb> {
+        let bytes = self.read_blob(snap).await?;
+        tokio::task::spawn_blocking(move || Ok(VulnDb::from_snapshot_bytes(&bytes)?))
+            .await
+            .map_err(internal)?
+    }
+
+    /// The recorded database, loaded: `None` when none was ever recorded. Unlike
+    /// [`Self::db`], which serves an empty database while the recorded snapshot cannot be
+    /// loaded, this is then an error: a one-off reader (`berth scan`) must not take "no
+    /// advisories" for "no vulnerabilities".
+    pub async fn current(&self) -> Result<Option<Arc<VulnDb>>> {
+        let _w = self.write.lock().await;
+        match self.refresh_locked().await? {
+            (_, Some(_)) => Ok(Some(self.shared.get())),
+            (_, None) => Ok(None),
+        }
+    }
+
+    /// The recorded snapshot's bytes exactly as stored (checked against their digest and
+    /// loaded once to validate them), with its record; `None` when none was ever recorded.
+    /// `berth vulndb export` writes them to a file for runners without access to the
+    /// registry's storage.
+    pub async fn export(&self) -> Result<Option<(VulnDbSnapshot, Vec<u8>)>> {
+        let Some(snap) = self.meta.vulndb_snapshot().await? else {
+            return Ok(None);
+        };
+        let bytes = self.read_blob(&snap).await?;
+        let bytes = tokio::task::spawn_blocking(move || {
+            VulnDb::from_snapshot_bytes(&bytes)?;
+            Ok::<_, VulnDbError>(bytes)
+        })
+        .await
+        .map_err(internal)??;
+        Ok(Some((snap, bytes)))
     }
 
     /// Builds a new database from the recorded one with `change`, stores it, and records it,

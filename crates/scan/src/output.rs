@@ -63,6 +63,12 @@ fn properties(p: &Package) -> Vec<Value> {
     out
 }
 
+/// The `bom-ref` of the component [`to_cyclonedx`] writes for `report.packages[index]`, so that
+/// other sections (vulnerabilities, say) can point at it.
+pub fn package_bom_ref(index: usize, p: &Package) -> String {
+    format!("pkg-{index}:{}", p.purl)
+}
+
 /// CycloneDX 1.6 JSON: the image as `metadata.component` (a container), the OS as an
 /// `operating-system` component, every package as a component with its purl, CPE, licenses and
 /// `evidence.occurrences` (the path in the image; the layer in `additionalContext`).
@@ -86,7 +92,7 @@ pub fn to_cyclonedx(report: &ImageReport) -> Value {
         };
         let mut c = json!({
             "type": kind,
-            "bom-ref": format!("pkg-{i}:{}", p.purl),
+            "bom-ref": package_bom_ref(i, p),
             "name": p.name,
             "purl": p.purl,
             "properties": properties(p),

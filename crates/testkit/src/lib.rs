@@ -1,6 +1,7 @@
 //! Test-only helpers shared by the workspace's integration tests (`publish = false`).
 //!
 //! [`Garage`] (in `garage.rs`) runs a throwaway S3-compatible object store the same way.
+//! [`schemas`] validates reports against the official SARIF and CycloneDX schemas.
 //!
 //! [`PgServer`] runs a throwaway PostgreSQL server: `initdb` into a temporary directory, the
 //! server on a free `127.0.0.1` port (its unix socket in the same directory), as an unprivileged
@@ -18,6 +19,7 @@
 //! with a message naming the package; they never skip.
 
 pub mod garage;
+pub mod schemas;
 
 pub use garage::Garage;
 

@@ -146,21 +146,28 @@ fn lookup_key(p: &PackageRef) -> (String, String, Option<String>) {
     }
 }
 
-/// Evaluates one affected entry for a version: `Some(fixed)` when affected.
+/// Evaluates one affected entry for a version: `Some(fixed)` when affected. The ranges come
+/// first: OSV records often list every affected version explicitly *and* give the range they
+/// came from, and only the range knows the fix.
 fn evaluate<'a>(
     affected: &'a Affected,
     entry: &IndexEntry,
     version: &ParsedVersion,
 ) -> Option<Option<&'a str>> {
-    if entry.versions.binary_search(version).is_ok() {
-        return Some(None);
-    }
-    entry
+    let in_range = entry
         .intervals
         .iter()
         .zip(&affected.ranges)
         .find(|(parsed, _)| parsed.contains(version))
-        .map(|(_, range)| range.fixed.as_deref())
+        .map(|(_, range)| range.fixed.as_deref());
+    if in_range.is_some() {
+        return in_range;
+    }
+    entry
+        .versions
+        .binary_search(version)
+        .is_ok()
+        .then_some(None)
 }
 
 fn id_rank(id: &str) -> (u8, &str) {
@@ -459,6 +466,16 @@ mod tests {
                 )],
             ),
             advisory(
+                "RUSTSEC-listed",
+                &[],
+                vec![affected(
+                    Ecosystem::CratesIo,
+                    "listed",
+                    &[intro("0"), fixed("1.1.0")],
+                    &["1.0.0", "1.0.1", "2.0.0"],
+                )],
+            ),
+            advisory(
                 "PYSEC-1",
                 &["CVE-9"],
                 vec![affected(
@@ -497,6 +514,14 @@ mod tests {
             1
         );
         assert!(ids(&db, pkg(Ecosystem::RubyGems, "rails", "6.1.2")).is_empty());
+        // A version listed explicitly and inside a fixed range: the range's fix is known.
+        let r = db.match_packages(&[pkg(Ecosystem::CratesIo, "listed", "1.0.1")]);
+        assert_eq!(r.findings[0].fixed_version.as_deref(), Some("1.1.0"));
+        assert_eq!(r.findings[0].status, Status::Fixed);
+        // Listed only: affected, no fix known.
+        let r = db.match_packages(&[pkg(Ecosystem::CratesIo, "listed", "2.0.0")]);
+        assert_eq!(r.findings[0].fixed_version, None);
+        assert_eq!(r.findings[0].status, Status::NotFixed);
         // Two records of one issue with different fixes: one finding, the fix that covers both.
         let r = db.match_packages(&[pkg(Ecosystem::PyPI, "FOO.bar", "1.1")]);
         assert_eq!(r.findings.len(), 1);
