@@ -367,6 +367,23 @@ fn push_analyse_report_rematch_and_gate_pulls() {
     );
     assert_eq!(s, 200);
     assert!(finding_ids(&report).contains(&"PYSEC-2019-132".to_string()));
+    // The same report in SARIF, valid against the official schema, for code-scanning tools.
+    let (s, sarif) = api(
+        &server,
+        "GET",
+        &format!(
+            "{}?format=sarif",
+            scan_path("acme/app", &digest, "vulnerabilities")
+        ),
+        None,
+    );
+    assert_eq!(s, 200, "{sarif}");
+    let errors =
+        berth_testkit::schemas::schema_errors(&berth_testkit::schemas::sarif_validator(), &sarif);
+    assert!(errors.is_empty(), "{errors:?}");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), report["findings"].as_array().unwrap().len());
+    assert!(sarif.to_string().contains("srv/app/Cargo.lock"));
     // Site administrators see every event; others may not list them all.
     let (s, all) = api(&server, "GET", "/api/v1/scan-events", None);
     assert_eq!(s, 200, "{all}");

@@ -112,16 +112,7 @@ fn stored_findings(findings: &[Finding]) -> Vec<StoredFinding> {
         .collect()
 }
 
-fn level_name(l: Level) -> &'static str {
-    match l {
-        Level::Critical => "critical",
-        Level::High => "high",
-        Level::Medium => "medium",
-        Level::Low => "low",
-        Level::Negligible => "negligible",
-        Level::Unknown => "unknown",
-    }
-}
+use berth_assess::level_name;
 
 fn level_number(l: Level) -> i64 {
     l as i64

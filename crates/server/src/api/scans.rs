@@ -377,9 +377,17 @@ async fn image_resource(
                 .await?
                 .ok_or_else(not_analysed)?;
             match q.get("format").map_or("json", String::as_str) {
-                "json" => Ok(Json(report).into_response()),
+                "json" => Ok(Json(berth_assess::json::to_json(&report)).into_response()),
+                "sarif" => Ok((
+                    [(http::header::CONTENT_TYPE, "application/sarif+json")],
+                    Json(berth_assess::sarif::to_sarif(
+                        &[report],
+                        &berth_assess::gate::IgnoreList::default(),
+                    )),
+                )
+                    .into_response()),
                 other => Err(ApiErr::invalid(format!(
-                    "unknown report format {other:?}: use json"
+                    "unknown report format {other:?}: use json or sarif"
                 ))),
             }
         }
