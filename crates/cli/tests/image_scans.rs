@@ -390,6 +390,27 @@ fn push_analyse_report_rematch_and_gate_pulls() {
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
     let (s, _) = api_as(&server, &dev, "GET", "/api/v1/scan-events", None);
     assert_eq!(s, 403);
+    // Metrics: the database's freshness per feed and the analysis queue, for site admins.
+    let (s, m) = api(&server, "GET", "/metrics", None);
+    assert_eq!(s, 200, "{m}");
+    let m = m.as_str().unwrap().to_string();
+    for line in [
+        "berth_images_analysed 1",
+        "berth_images_rematch_pending 0",
+        "berth_scan_jobs{state=\"done\"} 2",
+        "berth_vulndb_feed_failing{feed=\"osv-pypi\"} 0",
+        "berth_vulndb_stale 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line:?} missing from\n{m}");
+    }
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("berth_vulndb_feed_records{feed=\"osv-crates\"} ")
+                && !l.ends_with(" 0")),
+        "{m}"
+    );
+    let (s, _) = api_as(&server, &dev, "GET", "/metrics", None);
+    assert_eq!(s, 403);
 
     // The pull policy: findings at or above medium are refused to everyone but administrators.
     let (s, p) = api(

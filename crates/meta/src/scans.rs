@@ -203,6 +203,18 @@ impl MetaStore {
         Ok(())
     }
 
+    /// How many images are analysed, and how many of them were last matched against a
+    /// version other than `db_version` (waiting to be matched again).
+    pub async fn image_scan_counts(&self, db_version: &str) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN db_version <> $1 THEN 1 ELSE 0 END), 0)              FROM image_scans",
+        )
+        .bind(db_version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// Up to `limit` images last matched against a version other than `db_version`, after
     /// `after` (a digest; pages through them in digest order).
     pub async fn stale_image_scans(

@@ -741,6 +741,7 @@ async fn scan_records(store: MetaStore) {
         store.image_scan(IDX).await.unwrap().unwrap().db_version,
         "v2"
     );
+    assert_eq!(store.image_scan_counts("v2").await.unwrap(), (3, 2));
     let stale = store.stale_image_scans("v2", "", 10).await.unwrap();
     assert_eq!(
         stale.iter().map(|s| s.digest.as_str()).collect::<Vec<_>>(),

@@ -25,6 +25,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::AppState;
 use crate::access::{Credentials, credentials, source};
 
+mod metrics;
 mod scans;
 
 // ---- errors ----
@@ -1510,6 +1511,7 @@ pub fn router() -> axum::Router<AppState> {
             axum::routing::any(scans::org_policy),
         )
         .route("/api/v1/scan-events", get(scans::all_events))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/vulndb", get(vulndb_status))
         .route("/api/v1/vulndb/import", axum::routing::post(vulndb_import))
