@@ -4,12 +4,13 @@
 //!   imported and indexed into one database, as `berth vulndb import` does.
 //! - `vulndb-match`: one inventory of `--match-packages` packages matched against it (median of
 //!   many runs). The inventory is made of packages the records name, at versions the records
-//!   mention (introduced, fixed, last affected), so it exercises real hits and misses.
+//!   fixed, so it exercises real hits (records fixed later) and misses.
 //! - `vulndb-rematch`: `--rematch-images` stored image inventories (`--rematch-packages` each,
 //!   drawn the same way) matched again after a database update, through the registry's own
 //!   `ScanService::rematch_all` on a real metadata store (SQLite in a temporary directory, or
 //!   `--rematch-database` for PostgreSQL): reading the rows, matching, diffing, and writing the
-//!   new findings and their events.
+//!   new findings and their events. The inventories were matched (untimed) against the same
+//!   records less every twentieth, so the update brings new findings as a real one does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,18 +63,42 @@ fn import(advisories: &Path) -> Result<VulnDb> {
     Ok(VulnDb::from_imports(reports)?)
 }
 
+/// The records less every twentieth of each feed: the database before an update.
+fn previous(advisories: &Path) -> Result<VulnDb> {
+    let mut reports = Vec::new();
+    for dir in feeds(advisories)? {
+        let feed = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let full = import_dir(&Osv { feed: feed.clone() }, &dir, &Limits::default())?;
+        let mut kept = berth_vulndb::ImportReport::new(&feed);
+        for (i, a) in full.advisories.into_iter().enumerate() {
+            if i % 20 != 0 {
+                kept.push(a);
+            }
+        }
+        reports.push(kept);
+    }
+    Ok(VulnDb::from_imports(reports)?)
+}
+
+/// How many of an inventory's packages some record names (the rest, none does).
+const NAMED_PERCENT: u64 = 25;
+
 /// Every (ecosystem, name, version) the records mention, the pool inventories are drawn from.
 fn candidates(db: &VulnDb) -> Vec<(Ecosystem, String, String)> {
     let mut out = Vec::new();
     for a in db.advisories() {
         for af in &a.affected {
-            let versions = af.ranges.iter().flat_map(|r| {
-                [&r.introduced, &r.fixed, &r.last_affected]
-                    .into_iter()
-                    .flatten()
-                    .filter(|v| v.as_str() != "0")
-            });
-            for v in versions.chain(af.versions.iter()).take(4) {
+            // Versions some record fixed (or last affected): what an image that is kept
+            // reasonably current holds, hit by the records fixed later, missed by the rest.
+            let versions = af
+                .ranges
+                .iter()
+                .flat_map(|r| [&r.fixed, &r.last_affected].into_iter().flatten());
+            for v in versions.take(4) {
                 out.push((af.ecosystem, af.name.clone(), v.clone()));
             }
         }
@@ -83,18 +108,37 @@ fn candidates(db: &VulnDb) -> Vec<(Ecosystem, String, String)> {
     out
 }
 
-fn inventory(
-    pool: &[(Ecosystem, String, String)],
-    n: usize,
-    rng: &mut SplitMix64,
-) -> Vec<PackageRef> {
+/// The pool grouped by package: (ecosystem, name, versions).
+type Groups = Vec<(Ecosystem, String, Vec<String>)>;
+
+fn groups(pool: Vec<(Ecosystem, String, String)>) -> Groups {
+    let mut out: Groups = Vec::new();
+    for (e, n, v) in pool {
+        match out.last_mut() {
+            Some((le, ln, vs)) if *le == e && *ln == n => vs.push(v),
+            _ => out.push((e, n, vec![v])),
+        }
+    }
+    out
+}
+
+fn inventory(groups: &Groups, n: usize, rng: &mut SplitMix64) -> Vec<PackageRef> {
+    // Pick packages by name, uniformly, so the few packages with hundreds of records (a
+    // language's standard library, TensorFlow) are as rare as in an image; and, as in an image,
+    // only some packages are named by any record at all.
     (0..n)
         .map(|i| {
-            let (eco, name, version) = &pool[(rng.next_u64() as usize) % pool.len()];
+            let (eco, names, versions) = &groups[(rng.next_u64() as usize) % groups.len()];
+            let (name, version) = if rng.next_u64() % 100 < NAMED_PERCENT {
+                let v = &versions[(rng.next_u64() as usize) % versions.len()];
+                (names.clone(), v.clone())
+            } else {
+                (format!("unlisted-{}", rng.next_u64() % 100_000), "1.2.3".to_string())
+            };
             PackageRef {
                 ecosystem: *eco,
-                name: name.clone(),
-                version: version.clone(),
+                name,
+                version,
                 source_name: None,
                 source_version: None,
                 release: None,
@@ -132,7 +176,7 @@ impl VulnBench {
         packages: usize,
     ) -> Result<()> {
         let db = self.db(advisories)?;
-        let pool = candidates(&db);
+        let pool = groups(candidates(&db));
         let mut rng = SplitMix64::new(42);
         let inv = inventory(&pool, packages, &mut rng);
         let mut samples = Vec::new();
@@ -182,7 +226,7 @@ impl VulnBench {
         let scans = berth_registry::ScanService::new(registry, vulndb.clone(), Default::default());
         // The stored inventories, last matched against "an older database" (so every one is
         // matched again), with no findings recorded: every finding is an `appeared` event.
-        let pool = candidates(&full);
+        let pool = groups(candidates(&full));
         let mut rng = SplitMix64::new(7);
         let setup = Instant::now();
         for i in 0..images {
@@ -210,8 +254,21 @@ impl VulnBench {
             "  {images} inventories of {packages} packages stored in {:.1} s",
             setup.elapsed().as_secs_f64()
         );
-        // The update: the full database becomes the one in use.
+        // Before the update: the records less every twentieth, matched untimed.
+        let previous = previous(advisories)?;
         let snapshot = dir.path().join("db.snapshot");
+        previous.write_snapshot(&snapshot)?;
+        vulndb
+            .import_bundle(std::fs::read(&snapshot)?, None)
+            .await?;
+        let t = Instant::now();
+        scans.rematch_all().await?;
+        let before = meta.scan_events(0, None, i64::MAX).await?.len();
+        eprintln!(
+            "  matched against the previous database in {:.1} s ({before} findings)",
+            t.elapsed().as_secs_f64()
+        );
+        // The update: the full database becomes the one in use.
         full.write_snapshot(&snapshot)?;
         vulndb
             .import_bundle(std::fs::read(&snapshot)?, None)
@@ -219,7 +276,7 @@ impl VulnBench {
         let t = Instant::now();
         let done = scans.rematch_all().await?;
         let secs = t.elapsed().as_secs_f64();
-        let events = meta.scan_events(0, None, i64::MAX).await?.len();
+        let events = meta.scan_events(0, None, i64::MAX).await?.len() - before;
         if done != images {
             bail!("re-matched {done} of {images} inventories");
         }

@@ -404,9 +404,10 @@ fn push_analyse_report_rematch_and_gate_pulls() {
         assert!(m.lines().any(|l| l == line), "{line:?} missing from\n{m}");
     }
     assert!(
-        m.lines()
-            .any(|l| l.starts_with("berth_vulndb_feed_records{feed=\"osv-crates\"} ")
-                && !l.ends_with(" 0")),
+        m.lines().any(
+            |l| l.starts_with("berth_vulndb_feed_records{feed=\"osv-crates\"} ")
+                && !l.ends_with(" 0")
+        ),
         "{m}"
     );
     let (s, _) = api_as(&server, &dev, "GET", "/metrics", None);
