@@ -50,21 +50,8 @@ fn feeds(advisories: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-fn import(advisories: &Path) -> Result<VulnDb> {
-    let mut reports = Vec::new();
-    for dir in feeds(advisories)? {
-        let feed = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        reports.push(import_dir(&Osv { feed }, &dir, &Limits::default())?);
-    }
-    Ok(VulnDb::from_imports(reports)?)
-}
-
-/// The records less every twentieth of each feed: the database before an update.
-fn previous(advisories: &Path) -> Result<VulnDb> {
+/// Every feed under `advisories`, keeping the records `keep` accepts (by their index).
+fn import_where(advisories: &Path, keep: impl Fn(usize) -> bool) -> Result<VulnDb> {
     let mut reports = Vec::new();
     for dir in feeds(advisories)? {
         let feed = dir
@@ -75,13 +62,22 @@ fn previous(advisories: &Path) -> Result<VulnDb> {
         let full = import_dir(&Osv { feed: feed.clone() }, &dir, &Limits::default())?;
         let mut kept = berth_vulndb::ImportReport::new(&feed);
         for (i, a) in full.advisories.into_iter().enumerate() {
-            if i % 20 != 0 {
+            if keep(i) {
                 kept.push(a);
             }
         }
         reports.push(kept);
     }
     Ok(VulnDb::from_imports(reports)?)
+}
+
+fn import(advisories: &Path) -> Result<VulnDb> {
+    import_where(advisories, |_| true)
+}
+
+/// The records less every twentieth of each feed: the database before an update.
+fn previous(advisories: &Path) -> Result<VulnDb> {
+    import_where(advisories, |i| i % 20 != 0)
 }
 
 /// How many of an inventory's packages some record names (the rest, none does).

@@ -82,6 +82,20 @@ fn vulnerable_layout(dir: &Path, salt: &str) -> BuiltImage {
     image
 }
 
+/// Copies the layout's `v1` into `repo:v1` with skopeo, as the site admin.
+fn push_as_admin(env: &ClientEnv, server: &TestServer, layout: &Path, repo: &str) {
+    let out = env.try_skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("admin:{ADMIN_PASSWORD}"),
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/{repo}:v1", server.host()),
+    ]);
+    assert!(out.success(), "{out}");
+}
+
 fn scan_path(repo: &str, digest: &str, what: &str) -> String {
     format!("/api/v1/repositories/{repo}/-/images/{digest}/{what}")
 }
@@ -148,16 +162,7 @@ fn push_analyse_report_rematch_and_gate_pulls() {
     let dev = basic("dev", USER_PASSWORD);
     let image = vulnerable_layout(&env.subdir("src"), "scan-e2e");
     let digest = image.manifest.digest.clone();
-    let out = env.try_skopeo(&[
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &format!("admin:{ADMIN_PASSWORD}"),
-        &format!("oci:{}:v1", env.subdir("src").display()),
-        &format!("docker://{}/acme/app:v1", server.host()),
-    ]);
-    assert!(out.success(), "{out}");
+    push_as_admin(&env, &server, &env.subdir("src"), "acme/app");
 
     // Analysed in the background after the push.
     let status = wait_scanned(&server, "acme/app", &digest);
@@ -582,16 +587,7 @@ fn scan_on_push_follows_the_policy_and_on_demand_scans_work() {
     assert_eq!(p["scan_on_push"], false);
     let image = vulnerable_layout(&env.subdir("src"), "quiet");
     let digest = image.manifest.digest.clone();
-    let out = env.try_skopeo(&[
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &format!("admin:{ADMIN_PASSWORD}"),
-        &format!("oci:{}:v1", env.subdir("src").display()),
-        &format!("docker://{}/quiet/app:v1", server.host()),
-    ]);
-    assert!(out.success(), "{out}");
+    push_as_admin(&env, &server, &env.subdir("src"), "quiet/app");
     std::thread::sleep(Duration::from_secs(3));
     let (s, st) = api(
         &server,
@@ -684,16 +680,7 @@ fn replicas_analyse_each_image_once() {
     for i in 0..4 {
         let dir = env.subdir(&format!("src{i}"));
         let image = vulnerable_layout(&dir, &format!("replicas-{i}"));
-        let out = env.try_skopeo(&[
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &format!("admin:{ADMIN_PASSWORD}"),
-            &format!("oci:{}:v1", dir.display()),
-            &format!("docker://{}/acme/app{i}:v1", replicas[i % 2].host()),
-        ]);
-        assert!(out.success(), "{out}");
+        push_as_admin(&env, &replicas[i % 2], &dir, &format!("acme/app{i}"));
         digests.push(image.manifest.digest.clone());
     }
     for (i, d) in digests.iter().enumerate() {

@@ -1257,6 +1257,19 @@ pub struct VulnDbImport {
     digest: String,
 }
 
+impl From<berth_registry::vulndb::ImportOutcome> for VulnDbImport {
+    fn from(o: berth_registry::vulndb::ImportOutcome) -> Self {
+        VulnDbImport {
+            feed: o.feed,
+            records: o.records as u64,
+            documents: o.documents as u64,
+            warnings: o.warnings as u64,
+            version: o.version,
+            digest: o.digest,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct AdvisoryList {
     /// The id or alias asked for.
@@ -1287,17 +1300,7 @@ async fn vulndb_import(
         .await?;
     c.audit("vulndb.import", &format!("{} {}", o.feed, o.version))
         .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(VulnDbImport {
-            feed: o.feed,
-            records: o.records as u64,
-            documents: o.documents as u64,
-            warnings: o.warnings as u64,
-            version: o.version,
-            digest: o.digest,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(o.into())))
 }
 
 /// The header that carries a bundle's detached signature (128 hex digits).
@@ -1336,17 +1339,7 @@ async fn vulndb_bundle_artifact(
     .await?;
     c.audit("vulndb.bundle", &format!("{repo}@{digest} {}", o.version))
         .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(VulnDbImport {
-            feed: o.feed,
-            records: o.records as u64,
-            documents: o.documents as u64,
-            warnings: o.warnings as u64,
-            version: o.version,
-            digest: o.digest,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(o.into())))
 }
 
 #[utoipa::path(post, path = "/api/v1/vulndb/bundle", tag = "vulnerabilities", params(("x-berth-signature" = Option<String>, Header, description = "The bundle's detached Ed25519 signature, 128 hex digits; required when vulndb.public_key is set")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A database bundle (snapshot file); it replaces the whole database"), responses((status = 201, body = VulnDbImport), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
@@ -1363,17 +1356,7 @@ async fn vulndb_bundle(
         .import_bundle_upload(body, signature)
         .await?;
     c.audit("vulndb.bundle", &o.version).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(VulnDbImport {
-            feed: o.feed,
-            records: o.records as u64,
-            documents: o.documents as u64,
-            warnings: o.warnings as u64,
-            version: o.version,
-            digest: o.digest,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(o.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/vulndb/advisories/{id}", tag = "vulnerabilities", responses((status = 200, body = AdvisoryList), (status = 404, body = ErrorResponse)))]
