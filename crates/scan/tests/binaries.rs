@@ -179,6 +179,44 @@ dep\texample.com/local\tv0.0.0\n=>\t../local\t\t\nbuild\tGOOS=linux\n";
         get("stdlib").cpes,
         ["cpe:2.3:a:golang:go:1.21.5:*:*:*:*:*:*:*"]
     );
+    assert_eq!(get("example.com/app").properties["go.sum"], "h1:abc=");
+}
+
+/// What `go build -mod=vendor` of a source tree without version control records (as
+/// `scripts/test-images` builds its Go image): the main module at `(devel)`, dependencies with
+/// an empty sum field.
+#[test]
+fn go_vendored_build_of_a_source_tree() {
+    let modinfo = "path\texample.com/hello\nmod\texample.com/hello\t(devel)\t\n\
+dep\tgolang.org/x/text\tv0.7.0\t\nbuild\t-trimpath=true\n";
+    let pkgs =
+        golang::packages(&golang::read_build_info(&inline_buildinfo("go1.19.8", modinfo)).unwrap());
+    let main = &pkgs[0];
+    assert_eq!(
+        (main.name.as_str(), main.version.as_str()),
+        ("example.com/hello", "")
+    );
+    assert_eq!(main.properties["go.main"], "true");
+    assert!(!main.properties.contains_key("go.sum"), "{main:?}");
+    let text = &pkgs[1];
+    assert_eq!(
+        (text.name.as_str(), text.version.as_str()),
+        ("golang.org/x/text", "v0.7.0")
+    );
+    assert!(!text.properties.contains_key("go.sum"), "{text:?}");
+    let r = analyze_layers(
+        &[vec![exe("usr/bin/hello", {
+            let mut b = b"\x7fELF".to_vec();
+            b.resize(4096, 0);
+            b.extend_from_slice(&inline_buildinfo("go1.19.8", modinfo));
+            b
+        })]],
+        Comp::Gzip,
+    );
+    assert_eq!(
+        find(&r, "example.com/hello").unwrap().purl,
+        "pkg:golang/example.com/hello"
+    );
 }
 
 #[test]
@@ -255,9 +293,10 @@ fn go_modules_in_an_image_get_golang_purls() {
         "pkg:golang/cloud.google.com/go/compute/metadata@v0.3.0"
     );
     assert_eq!(p.evidence[0].path, "usr/local/bin/terraform");
+    // Terraform's release build leaves its main module at `(devel)`: no version.
     assert_eq!(
         find(&r, "github.com/hashicorp/terraform").unwrap().purl,
-        "pkg:golang/github.com/hashicorp/terraform@%28devel%29"
+        "pkg:golang/github.com/hashicorp/terraform"
     );
 }
 

@@ -11,6 +11,8 @@ use object::{Object, ObjectSection};
 use crate::model::{Ecosystem, Package};
 
 const MAGIC: &[u8] = b"\xff Go buildinf:";
+/// The version of a main module built without version information.
+const DEVEL: &str = "(devel)";
 /// Longest module list accepted; a real one is a few tens of kilobytes.
 const MAX_MODINFO: u64 = 4 << 20;
 
@@ -179,10 +181,12 @@ pub fn parse_modinfo(go_version: String, modinfo: &str) -> BuildInfo {
     let mut last_is_main = false;
     for line in text.lines() {
         let f: Vec<&str> = line.split('\t').collect();
+        // A module built from vendored sources has an empty sum field (the line ends in a
+        // tab): no sum, not an empty one.
         let module = |f: &[&str]| Module {
             path: f.get(1).copied().unwrap_or_default().to_owned(),
             version: f.get(2).copied().unwrap_or_default().to_owned(),
-            sum: f.get(3).map(|s| (*s).to_owned()),
+            sum: f.get(3).filter(|s| !s.is_empty()).map(|s| (*s).to_owned()),
             replace: None,
         };
         match f[0] {
@@ -236,6 +240,9 @@ pub fn packages(info: &BuildInfo) -> Vec<Package> {
         if path.is_empty() {
             return;
         }
+        // `(devel)` is what the go command records for a main module built from a source tree
+        // that no version names: not a version, so the package has none (and its purl none).
+        let version = if version == DEVEL { "" } else { version };
         let mut p = Package::new(Ecosystem::Golang, path, version, "go-buildinfo");
         p.properties
             .insert("go.toolchain".into(), info.go_version.clone());
