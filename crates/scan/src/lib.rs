@@ -51,6 +51,9 @@
 
 pub mod analyzer;
 pub mod error;
+/// Entry points of the fuzz targets in `crates/scan/fuzz`, replayed by the stable tests.
+#[doc(hidden)]
+pub mod fuzz;
 pub mod layer;
 pub mod merge;
 pub mod model;

@@ -284,3 +284,76 @@ pub fn names(r: &ImageReport) -> Vec<String> {
         .map(|p| format!("{}@{}", p.name, p.version))
         .collect()
 }
+
+/// A Berkeley DB hash file (512-byte pages) holding `blobs` as off-page values, as rpm < 4.16
+/// wrote `Packages`.
+pub fn bdb(blobs: &[Vec<u8>]) -> Vec<u8> {
+    const PS: usize = 512;
+    let mut pages: Vec<Vec<u8>> = vec![vec![0; PS], vec![0; PS]];
+    let mut items: Vec<Vec<u8>> = Vec::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        let first = pages.len();
+        let chunks: Vec<&[u8]> = blob.chunks(PS - 26).collect();
+        for (j, c) in chunks.iter().enumerate() {
+            let mut p = vec![0u8; PS];
+            let pgno = first + j;
+            p[8..12].copy_from_slice(&(pgno as u32).to_le_bytes());
+            let next = if j + 1 < chunks.len() { pgno + 1 } else { 0 };
+            p[16..20].copy_from_slice(&(next as u32).to_le_bytes());
+            p[22..24].copy_from_slice(&(c.len() as u16).to_le_bytes());
+            p[25] = 7;
+            p[26..26 + c.len()].copy_from_slice(c);
+            pages.push(p);
+        }
+        let mut key = vec![1u8];
+        key.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+        let mut val = vec![3u8, 0, 0, 0];
+        val.extend_from_slice(&(first as u32).to_le_bytes());
+        val.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+        items.push(key);
+        items.push(val);
+    }
+    // The hash page: item offsets after the header, items from the end of the page down.
+    let hp = &mut pages[1];
+    hp[20..22].copy_from_slice(&(items.len() as u16).to_le_bytes());
+    hp[25] = 13;
+    let mut end = PS;
+    for (k, item) in items.iter().enumerate() {
+        end -= item.len();
+        hp[end..end + item.len()].copy_from_slice(item);
+        hp[26 + 2 * k..28 + 2 * k].copy_from_slice(&(end as u16).to_le_bytes());
+    }
+    let meta = &mut pages[0];
+    meta[12..16].copy_from_slice(&0x061561u32.to_le_bytes());
+    meta[20..24].copy_from_slice(&(PS as u32).to_le_bytes());
+    let last = 0u32; // patched below
+    meta[32..36].copy_from_slice(&last.to_le_bytes());
+    let n = pages.len() as u32 - 1;
+    pages[0][32..36].copy_from_slice(&n.to_le_bytes());
+    pages.concat()
+}
+
+/// rpm's NDB `Packages.db`: one slot page, blobs after it.
+pub fn ndb(blobs: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![0u8; 4096];
+    out[..4].copy_from_slice(b"RpmP");
+    out[12..16].copy_from_slice(&1u32.to_le_bytes());
+    for (i, b) in blobs.iter().enumerate() {
+        let blk = out.len() / 16;
+        let slot = 32 + i * 16;
+        out[slot..slot + 4].copy_from_slice(b"Slot");
+        out[slot + 4..slot + 8].copy_from_slice(&(i as u32 + 1).to_le_bytes());
+        out[slot + 8..slot + 12].copy_from_slice(&(blk as u32).to_le_bytes());
+        out[slot + 12..slot + 16]
+            .copy_from_slice(&((b.len() as u32 + 16).div_ceil(16)).to_le_bytes());
+        out.extend_from_slice(b"BlbS");
+        out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+        while !out.len().is_multiple_of(16) {
+            out.push(0);
+        }
+    }
+    out
+}
