@@ -12,6 +12,9 @@ use crate::analyzer::{self, AnalyzerOptions, Want};
 use crate::error::ScanError;
 use crate::model::{ANALYZER_VERSION, EntryKind, FileEntry, FileFindings, LayerIndex, Warning};
 
+/// Uncompressed bytes decompressed at once, ahead of the tar walker.
+const DECODED_BUFFER: usize = 256 << 10;
+
 /// How a layer's bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -153,7 +156,8 @@ pub fn index_layer(
     };
     {
         let decoded: Box<dyn Read + Send + '_> = match compression {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut verifying)),
+            // `verifying` is buffered already: no second buffer (and copy) in the decoder.
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut verifying)),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::with_buffer(&mut verifying).map_err(layer_err)?,
             ),
@@ -168,6 +172,9 @@ pub fn index_layer(
         } else {
             decoded
         };
+        // The tar walker reads in small pieces (512-byte headers, 8 KiB copies); decompressing
+        // into a large buffer instead keeps the inflater on its fast path.
+        let decoded = BufReader::with_capacity(DECODED_BUFFER, decoded);
         let count = std::rc::Rc::new(std::cell::Cell::new(0));
         let mut counted = CountingReader {
             inner: decoded,
