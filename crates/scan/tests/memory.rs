@@ -1,5 +1,6 @@
 //! Memory stays bounded whatever the layer size: a 512 MiB (uncompressed) gzip layer, generated
-//! as it streams, is indexed while a counting allocator watches the peak.
+//! as it streams, is indexed while a counting allocator watches the peak; and a large npm lock
+//! file is parsed without building its JSON tree.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -31,6 +32,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// The tests measure one at a time (the peak is the process's).
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const MIB: u64 = 1 << 20;
 
@@ -117,6 +121,7 @@ impl Write for HashingSink {
 
 #[test]
 fn a_512_mib_layer_is_indexed_in_bounded_memory() {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     // First pass: the compressed digest, without keeping the bytes.
     let mut sink = HashingSink(berth_oci::Algorithm::Sha256.hasher());
     generate(&mut sink);
@@ -178,6 +183,37 @@ fn a_512_mib_layer_is_indexed_in_bounded_memory() {
     // nothing else was held.
     assert!(
         peak < 24 * MIB as usize,
+        "peak allocation {} MiB",
+        peak >> 20
+    );
+}
+
+/// A monorepo's lock file: 40,000 entries of about 200 bytes (8 MB). As one JSON tree it took
+/// 36 MiB; read entry by entry, little more than an index of the keys (3.4 MiB). (These are
+/// workspace entries, which are not packages, so the inventory itself costs nothing here.)
+#[test]
+fn a_large_npm_lock_file_is_parsed_entry_by_entry() {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lock = String::from(r#"{"lockfileVersion":3,"packages":{"":{"name":"app"}"#);
+    for i in 0..40_000 {
+        lock.push_str(&format!(
+            r#","packages/p{i}":{{"version":"1.{i}.0","resolved":"https://registry.npmjs.org/p{i}/-/p{i}-1.{i}.0.tgz","integrity":"sha512-{i:0>86}==","license":"MIT"}}"#
+        ));
+    }
+    lock.push_str(r#","node_modules/left-pad":{"version":"1.3.0"}}}"#);
+    assert!(lock.len() > 8_000_000, "{}", lock.len());
+    let before = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let pkgs = berth_scan::analyzer::lang::parse_package_lock(lock.as_bytes()).unwrap();
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    assert_eq!(pkgs.len(), 1);
+    assert_eq!(pkgs[0].name, "left-pad");
+    eprintln!(
+        "peak allocation parsing an 8 MB lock file: {} KiB",
+        peak >> 10
+    );
+    assert!(
+        peak < 8 * MIB as usize,
         "peak allocation {} MiB",
         peak >> 20
     );

@@ -196,6 +196,38 @@ fn npm_installed_and_locked() {
     assert_eq!(got, ["a@1.0.0", "b@2.0.0"]);
 }
 
+/// Lock files are read one entry at a time; what does not have the expected shape loses that
+/// entry, not the file.
+#[test]
+fn npm_lock_files_of_odd_shapes() {
+    let check = |lock: &str, want: &[&str]| {
+        let got: Vec<String> = lang::parse_package_lock(lock.as_bytes())
+            .unwrap_or_else(|e| panic!("{lock}: {e}"))
+            .into_iter()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
+        assert_eq!(got, want, "{lock}");
+    };
+    // Entries that are not objects, versions that are not strings, an entry naming itself.
+    check(
+        r#"{"packages":{"node_modules/a":5,"node_modules/b":{"version":2},"node_modules/c":{"version":"1.0.0","name":"@s/c"},"node_modules/d":{"version":"3.0.0","link":"yes"}}}"#,
+        &["@s/c@1.0.0", "d@3.0.0"],
+    );
+    // `packages` that is not an object: the v1 `dependencies` are read instead.
+    check(
+        r#"{"packages":[1,2],"dependencies":{"x":{"version":"1.0.0","dependencies":[]},"y":"1.0.0"}}"#,
+        &["x@1.0.0"],
+    );
+    // Escaped keys and unknown fields of every type.
+    check(
+        r#"{"lockfileVersion":3,"extra":{"deep":[{"a":null}]},"packages":{"node_modules/\u0061b":{"version":"1.2.3","integrity":"sha512-x","dependencies":{"q":"^1"}}}}"#,
+        &["ab@1.2.3"],
+    );
+    check(r#"{"name":"empty"}"#, &[]);
+    assert!(lang::parse_package_lock(b"[1,2,3]").is_err());
+    assert!(lang::parse_package_lock(br#"{"packages":{"node_modules/a":{"version":"1""#).is_err());
+}
+
 #[test]
 fn cargo_lock_of_this_workspace() {
     let lock = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock")).unwrap();

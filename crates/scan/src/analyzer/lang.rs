@@ -1,7 +1,10 @@
 //! Language package metadata that is plain text or JSON: Cargo.lock, Python distribution
 //! metadata, npm `package.json` and `package-lock.json`, RubyGems specifications.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::model::{Ecosystem, Package};
 
@@ -103,8 +106,31 @@ pub fn parse_package_json(data: &[u8]) -> Result<Option<Package>, String> {
 
 /// A `package-lock.json` (v1 `dependencies`, v2/v3 `packages`): every entry, marked `declared`
 /// because a lock file says what would be installed, not what is.
+///
+/// Entries are parsed one at a time from the file's bytes: as one JSON tree, a lock file of a
+/// large monorepo (tens of thousands of entries, each with its URL and hash) takes four to five
+/// times its size.
 pub fn parse_package_lock(data: &[u8]) -> Result<Vec<Package>, String> {
-    let v: Value = serde_json::from_slice(data).map_err(|e| format!("package-lock.json: {e}"))?;
+    #[derive(serde::Deserialize)]
+    struct Lock<'a> {
+        #[serde(borrow, default)]
+        packages: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        dependencies: Option<&'a RawValue>,
+    }
+    /// A v1 entry: its version and its own dependencies, left unparsed until visited.
+    #[derive(serde::Deserialize, Default)]
+    struct Dependency<'a> {
+        #[serde(borrow, default)]
+        version: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        dependencies: Option<&'a RawValue>,
+    }
+    /// The entries of an object (`None` if it is not one), each still unparsed.
+    fn entries(raw: Option<&RawValue>) -> Option<BTreeMap<String, &RawValue>> {
+        serde_json::from_str(raw?.get()).ok()
+    }
+    let lock: Lock = serde_json::from_slice(data).map_err(|e| format!("package-lock.json: {e}"))?;
     let mut out = Vec::new();
     let mut add = |name: &str, version: &str| {
         if name.is_empty() || version.is_empty() {
@@ -114,11 +140,12 @@ pub fn parse_package_lock(data: &[u8]) -> Result<Vec<Package>, String> {
         p.properties.insert("declared".into(), "true".into());
         out.push(p);
     };
-    if let Some(pkgs) = v["packages"].as_object() {
-        for (key, entry) in pkgs {
+    if let Some(pkgs) = entries(lock.packages) {
+        for (key, raw) in &pkgs {
             let Some(i) = key.rfind("node_modules/") else {
                 continue;
             };
+            let entry: Value = serde_json::from_str(raw.get()).unwrap_or_default();
             if entry["link"].as_bool() == Some(true) {
                 continue;
             }
@@ -127,15 +154,19 @@ pub fn parse_package_lock(data: &[u8]) -> Result<Vec<Package>, String> {
                 .unwrap_or(&key[i + "node_modules/".len()..]);
             add(name, entry["version"].as_str().unwrap_or_default());
         }
-    } else if let Some(deps) = v["dependencies"].as_object() {
-        let mut stack: Vec<(&String, &Value, usize)> =
-            deps.iter().map(|(k, v)| (k, v, 0)).collect();
-        while let Some((name, entry, depth)) = stack.pop() {
-            add(name, entry["version"].as_str().unwrap_or_default());
+    } else if let Some(deps) = entries(lock.dependencies) {
+        let mut stack: Vec<(String, &RawValue, usize)> =
+            deps.into_iter().map(|(k, v)| (k, v, 0)).collect();
+        while let Some((name, raw, depth)) = stack.pop() {
+            let entry: Dependency = serde_json::from_str(raw.get()).unwrap_or_default();
+            let version = entry
+                .version
+                .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
+            add(&name, version.as_deref().unwrap_or_default());
             if depth < 64
-                && let Some(d) = entry["dependencies"].as_object()
+                && let Some(d) = entries(entry.dependencies)
             {
-                stack.extend(d.iter().map(|(k, v)| (k, v, depth + 1)));
+                stack.extend(d.into_iter().map(|(k, v)| (k, v, depth + 1)));
             }
         }
     }
