@@ -12,6 +12,7 @@ mod machine;
 mod procfs;
 mod report;
 mod s3;
+mod scan;
 mod scenarios;
 mod summary;
 mod vulndb;
@@ -52,6 +53,10 @@ pub use vulndb::VULNDB;
 /// Machine-limit scenarios (`machine`); they send no request.
 pub const MACHINE: &[&str] = &["machine-sha256", "machine-loopback", "machine-disk"];
 
+/// Image analysis (`scan`; they send no request): indexing a layer against decompressing it,
+/// analysing a Debian image, peak memory while indexing a large layer.
+pub const SCAN: &[&str] = &["scan-layer", "scan-image", "scan-rss"];
+
 /// Benchmark an OCI registry (only send it traffic you are allowed to).
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -65,7 +70,8 @@ pub struct BenchArgs {
     pub server_pid: Option<u32>,
 
     /// Comma-separated scenarios, run in the canonical order. `all` = every
-    /// registry scenario; `machine` = machine-sha256,machine-loopback,machine-disk.
+    /// registry scenario; `machine` = machine-sha256,machine-loopback,machine-disk;
+    /// `scan` = scan-layer,scan-image,scan-rss (image analysis, on one core).
     /// Registry scenarios: idle-rss, push-mono, push-chunked, pull,
     /// push-concurrent, manifest-get, manifest-head, tag-create, tag-list,
     /// catalog, idle-rss-after.
@@ -224,6 +230,18 @@ pub struct BenchArgs {
     /// Metadata database URL for vulndb-rematch (default: SQLite in a temporary directory).
     #[arg(long)]
     pub rematch_database: Option<String>,
+    /// OCI layout the `scan-layer` and `scan-image` scenarios analyse (default: the Debian
+    /// image of scripts/test-images, in $BERTH_TEST_IMAGES or ~/.cache/berth/images).
+    #[arg(long)]
+    pub scan_image: Option<PathBuf>,
+
+    /// Uncompressed size of the layer `scan-rss` generates and indexes.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub scan_layer_size: u64,
+
+    /// Timed repetitions in `scan-layer` and `scan-image` (headline = median).
+    #[arg(long, default_value_t = 5)]
+    pub scan_repeat: usize,
 
     /// Label the ratios are taken against in --summarize.
     #[arg(long, default_value = "distribution")]
@@ -274,22 +292,25 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
             "auth" => want.extend(AUTH),
             "s3" => want.extend(S3),
             "vulndb" => want.extend(VULNDB),
+            "scan" => want.extend(SCAN),
             _ => match ALL
                 .iter()
                 .chain(AUTH)
                 .chain(MACHINE)
                 .chain(S3)
                 .chain(VULNDB)
+                .chain(SCAN)
                 .find(|x| **x == s)
             {
                 Some(x) => want.push(x),
                 None => bail!(
-                    "unknown scenario {s:?}; known: all, auth, machine, s3, vulndb, {}, {}, {}, {}, {}",
+                    "unknown scenario {s:?}; known: all, auth, machine, s3, vulndb, scan, {}, {}, {}, {}, {}, {}",
                     ALL.join(", "),
                     AUTH.join(", "),
                     MACHINE.join(", "),
                     S3.join(", "),
-                    VULNDB.join(", ")
+                    VULNDB.join(", "),
+                    SCAN.join(", ")
                 ),
             },
         }
@@ -300,6 +321,7 @@ fn select(list: &[String]) -> Result<Vec<&'static str>> {
         .chain(MACHINE)
         .chain(S3)
         .chain(VULNDB)
+        .chain(SCAN)
         .copied()
         .filter(|x| want.contains(x))
         .collect())
@@ -409,6 +431,34 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
             "machine-disk" => {
                 let dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
                 machine::disk(&mut r, &dir, args.blob_size, &run_id)
+            }
+            "scan-layer" | "scan-image" | "scan-rss" => {
+                let image = args.scan_image.clone().unwrap_or_else(scan::default_image);
+                let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+                let (name, repeat, size, id) = (
+                    *name,
+                    args.scan_repeat,
+                    args.scan_layer_size,
+                    run_id.clone(),
+                );
+                // The analysis blocks: off the client's runtime.
+                let mut scanned = r.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    let res = match name {
+                        "scan-layer" => scan::layer(&mut scanned, &image, repeat),
+                        "scan-image" => scan::image(&mut scanned, &image, repeat),
+                        _ => scan::rss(&mut scanned, &scratch, size, &id),
+                    };
+                    (scanned, res)
+                })
+                .await;
+                match res {
+                    Ok((scanned, res)) => {
+                        r = scanned;
+                        res
+                    }
+                    Err(e) => Err(anyhow!("scan scenario: {e}")),
+                }
             }
             "s3-put" => s3.as_mut().expect("s3 context").put(&mut r).await,
             "s3-get" => s3.as_mut().expect("s3 context").get(&mut r).await,
@@ -546,6 +596,10 @@ mod tests {
         assert_eq!(
             select(&["s3-get".into(), "s3".into()]).unwrap(),
             ["s3-put", "s3-get"]
+        );
+        assert_eq!(
+            select(&["scan".into()]).unwrap(),
+            ["scan-layer", "scan-image", "scan-rss"]
         );
         assert!(select(&["nope".into()]).is_err());
     }

@@ -120,6 +120,9 @@ pub fn unit_of(scenario: &str) -> (&'static str, bool) {
         "tag-create" => ("tags/s", true),
         "tag-list" | "catalog" => ("ms", false),
         "idle-rss" | "idle-rss-after" => ("MiB", false),
+        "scan-layer" => ("% of inflate", true),
+        "scan-image" => ("ms", false),
+        "scan-rss" => ("MiB", false),
         _ => ("", true),
     }
 }
@@ -266,6 +269,9 @@ pub fn table_row(out: &mut dyn std::io::Write, r: &ScenarioResult) {
         f(r.client_cpu_s, 2),
         f(r.other_cpu_s, 2),
     );
+    if let Some(note) = r.extra.get("note").and_then(|n| n.as_str()) {
+        let _ = writeln!(out, "  {note}");
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(out, "  ERROR: {e}");
     }
