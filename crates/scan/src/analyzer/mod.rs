@@ -91,7 +91,10 @@ pub fn wants(path: &str, mode: u32) -> Option<Want> {
 pub struct AnalyzerOptions {
     /// Largest text database (dpkg status, apk installed, lock files) read into memory.
     pub max_text_size: u64,
-    /// Largest binary, archive or RPM database read into memory.
+    /// Largest binary, archive or RPM database read into memory. ELF files over it are scanned
+    /// as a stream instead (the classifiers, and Go build info since Go 1.18), so the default
+    /// keeps an analysis under 100 MB; archives and databases over it are skipped with a
+    /// warning.
     pub max_binary_size: u64,
     /// Bytes a Java archive may expand to, nested archives included.
     pub max_archive_expansion: u64,
@@ -101,7 +104,7 @@ impl Default for AnalyzerOptions {
     fn default() -> Self {
         AnalyzerOptions {
             max_text_size: 64 << 20,
-            max_binary_size: 128 << 20,
+            max_binary_size: 48 << 20,
             max_archive_expansion: 256 << 20,
         }
     }
