@@ -257,6 +257,10 @@ pub fn rss(r: &mut ScenarioResult, scratch: &Path, size: u64, run_id: &str) -> R
         let meter = Meter::start(&None);
         let ((tar, secs, before_kib, hwm_kib, sampled_kib, reset), cpu) = on_one_core(move || {
             let me = Proc::current();
+            // Return what earlier scenarios freed to the system, so that the peak is this
+            // scenario's and not theirs.
+            // SAFETY: malloc_trim only gives free memory of glibc's allocator back.
+            unsafe { libc::malloc_trim(0) };
             // Start the peak at the current resident set (Linux: `5` resets VmHWM).
             let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
             let before = me.sample()?;
@@ -297,6 +301,10 @@ pub fn rss(r: &mut ScenarioResult, scratch: &Path, size: u64, run_id: &str) -> R
         r.mb_per_s = Some(tar as f64 / 1e6 / secs);
         r.extra.insert("cpu".into(), cpu.into());
         r.extra.insert("hwm_reset".into(), reset.into());
+        r.extra.insert(
+            "rss_growth_mib".into(),
+            (peak_kib.saturating_sub(before_kib) as f64 / 1024.0).into(),
+        );
         r.extra.insert(
             "note".into(),
             format!(
