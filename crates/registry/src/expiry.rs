@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use crate::background::Background;
 
 use crate::Registry;
 
@@ -12,16 +11,13 @@ use crate::Registry;
 pub const LEASE: &str = "upload-expiry";
 
 /// An owned handle on the expiry worker: dropping it without `shutdown` aborts the worker.
-pub struct UploadExpiry {
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-}
+pub struct UploadExpiry(Background);
 
 impl UploadExpiry {
     /// Starts sweeping every `every`.
     pub fn start(registry: Arc<Registry>, every: Duration) -> UploadExpiry {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
+        let (mut bg, mut stopped) = Background::new();
+        bg.spawn(async move {
             // One replica sweeps at a time. The lease outlives two intervals, so a holder that
             // keeps running keeps it, and one that died is replaced within that time.
             let holder = uuid::Uuid::new_v4().to_string();
@@ -43,25 +39,11 @@ impl UploadExpiry {
             }
             let _ = registry.meta().release_lease(LEASE, &holder).await;
         });
-        UploadExpiry {
-            stop,
-            task: Some(task),
-        }
+        UploadExpiry(bg)
     }
 
     /// Stops the worker and waits for a sweep in progress to finish.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for UploadExpiry {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.0.shutdown().await;
     }
 }

@@ -4,6 +4,7 @@
 //! Layers only call down: the HTTP edge calls these services, the services call the metadata
 //! store and blob storage, and neither store calls back up. This crate knows no HTTP.
 
+mod background;
 pub mod bundle;
 mod cache;
 mod error;

@@ -36,8 +36,7 @@ use berth_vulndb::{Finding, Level, VulnDb};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
 use crate::error::{RegistryError, Result};
 use crate::service::Registry;
@@ -927,15 +926,11 @@ impl LayerCache for PrefetchedCache {
 }
 
 /// The owned handle on this replica's analysis workers and its share of re-matching.
-pub struct ScanWorker {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
+pub struct ScanWorker(crate::background::Background);
 
 impl ScanWorker {
     pub fn start(service: Arc<ScanService>) -> ScanWorker {
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let (mut bg, stopped) = crate::background::Background::new();
         // With scanning off, one task still loads the bundle artifact when one is configured.
         let workers = if service.config.enabled {
             service.config.workers.max(1)
@@ -947,7 +942,7 @@ impl ScanWorker {
         for i in 0..workers {
             let service = service.clone();
             let mut stopped = stopped.clone();
-            tasks.push(tokio::spawn(async move {
+            bg.spawn(async move {
                 let holder = format!("{}-{i}", uuid::Uuid::new_v4());
                 loop {
                     let worked = tokio::select! {
@@ -969,26 +964,15 @@ impl ScanWorker {
                     let _ = service.meta.release_lease(REMATCH_LEASE, &holder).await;
                     let _ = service.meta.release_lease("vulndb-artifact", &holder).await;
                 }
-            }));
+            });
         }
-        ScanWorker { stop, tasks }
+        ScanWorker(bg)
     }
 
     /// Stops the workers; an analysis in progress is abandoned (its job is claimed again when
     /// its lease expires).
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for ScanWorker {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+    pub async fn shutdown(self) {
+        self.0.shutdown().await;
     }
 }
 

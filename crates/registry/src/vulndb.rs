@@ -38,8 +38,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use berth_vulndb::signature::{parse_public_key, signature_path};
 pub use ed25519_dalek::VerifyingKey;
@@ -926,15 +924,12 @@ async fn spool(
 
 /// An owned handle on the worker that keeps this replica's database current and, on one replica
 /// at a time, polls the feeds. Dropping it without `shutdown` aborts the worker.
-pub struct VulnDbWorker {
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-}
+pub struct VulnDbWorker(crate::background::Background);
 
 impl VulnDbWorker {
     pub fn start(service: Arc<VulnDbService>) -> VulnDbWorker {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
+        let (mut bg, mut stopped) = crate::background::Background::new();
+        bg.spawn(async move {
             let every = service.config.check_interval;
             let holder = uuid::Uuid::new_v4().to_string();
             // Long enough for a slow download and import, so the lease is not taken over while
@@ -990,26 +985,12 @@ impl VulnDbWorker {
             }
             let _ = service.meta.release_lease(UPDATE_LEASE, &holder).await;
         });
-        VulnDbWorker {
-            stop,
-            task: Some(task),
-        }
+        VulnDbWorker(bg)
     }
 
     /// Stops the worker: a feed update in progress is abandoned (safely), a load finishes.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for VulnDbWorker {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.0.shutdown().await;
     }
 }
 
