@@ -432,6 +432,11 @@ fn outages_fail_fast_and_heal() {
     let (resp, _) = push(3);
     assert_eq!(resp.status, 201, "{}", resp.text());
 
+    // Warm the connections that serve hot reads, so that the outage cuts them.
+    let image = push_image(s, &auth, "acme/outage", "live", "outage");
+    for _ in 0..3 {
+        assert_eq!(get_manifest(s, &auth, "acme/outage", "live").status, 200);
+    }
     pg.stop();
     let (resp, took) = push(4);
     assert_eq!(resp.status, 503, "{}", resp.text());
@@ -446,6 +451,11 @@ fn outages_fail_fast_and_heal() {
     );
     let (resp, _) = push(5);
     assert_eq!(resp.status, 201, "{}", resp.text());
+    // Connections cut by the outage are replaced without failing a request.
+    for reference in ["live", image.as_str(), "live"] {
+        let got = get_manifest(s, &auth, "acme/outage", reference);
+        assert_eq!(got.status, 200, "{reference}: {}", got.text());
+    }
 }
 
 /// Outages in the middle of traffic: clients pushing (monolithic and chunked) and pulling
@@ -735,4 +745,68 @@ fn replica_caches_follow_each_others_writes() {
     };
     check(0);
     check(1);
+}
+
+/// Concurrent GETs of one tag share their database reads, yet none that starts after a move of
+/// the tag through another replica was acknowledged sees the old manifest.
+#[test]
+fn shared_reads_under_load_see_every_acknowledged_tag_move() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = scale_out_env();
+    let c = cluster(2, &env);
+    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+    let auth = bearer(&token(a, "repository:acme/fresh:push,pull"));
+    let repo = "acme/fresh";
+    let mut digests = vec![push_image(a, &auth, repo, "hot", "0")];
+    let moved_at: Arc<std::sync::Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, auth, url) = (stop.clone(), auth.clone(), b.url().to_owned());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let got = http(
+                        "GET",
+                        &format!("{url}/v2/{repo}/manifests/hot"),
+                        &[("Authorization", &auth), ("Accept", MANIFEST_ACCEPT)],
+                        None,
+                    );
+                    assert_eq!(got.status, 200, "{}", got.text());
+                    let digest = got.header("docker-content-digest").unwrap().to_owned();
+                    seen.push((started, digest));
+                }
+                seen
+            })
+        })
+        .collect();
+    for i in 1..=20 {
+        std::thread::sleep(Duration::from_millis(25));
+        let d = push_image(a, &auth, repo, "hot", &i.to_string());
+        moved_at.lock().unwrap().push((Instant::now(), d.clone()));
+        digests.push(d);
+    }
+    std::thread::sleep(Duration::from_millis(25));
+    stop.store(true, Ordering::Relaxed);
+    let moves = moved_at.lock().unwrap().clone();
+    let mut reads = 0;
+    for r in readers {
+        for (started, digest) in r.join().unwrap() {
+            reads += 1;
+            // The newest move acknowledged before this GET started: the GET may see it or a
+            // later one, never an earlier one.
+            let floor = moves
+                .iter()
+                .rposition(|(at, _)| *at <= started)
+                .map_or(0, |i| i + 1);
+            let got = digests.iter().position(|d| *d == digest).unwrap();
+            assert!(
+                got >= floor,
+                "a GET started after move {floor} was acknowledged saw move {got}"
+            );
+        }
+    }
+    assert!(reads > 100, "only {reads} reads");
 }

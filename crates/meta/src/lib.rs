@@ -17,6 +17,7 @@
 //! it needs deleted by a concurrent commit) is run again.
 
 pub mod auth;
+mod hot;
 pub mod jobs;
 pub mod scans;
 pub mod vulndb;
@@ -24,7 +25,7 @@ pub mod vulndb;
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +174,8 @@ pub struct MetaStore {
     /// SQLite admits one writer at a time and answers a second one with SQLITE_BUSY rather than
     /// queueing it fairly, so writers queue here first. PostgreSQL needs no such gate.
     write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// PostgreSQL: connections of their own for the hottest one-row reads (see `hot`).
+    hot: Option<std::sync::Arc<hot::HotConnections>>,
 }
 
 impl MetaStore {
@@ -187,13 +190,17 @@ impl MetaStore {
             return Err(MetaError::BadUrl(url.to_owned()));
         };
         let options: AnyConnectOptions = url.parse()?;
+        let hot = (dialect == Dialect::Postgres)
+            .then(|| std::sync::Arc::new(hot::HotConnections::new(options.clone(), 4)));
         let pool = match dialect {
             Dialect::Sqlite => {
                 // WAL lets readers proceed during a write; `synchronous = NORMAL` in WAL mode
                 // keeps the database consistent across power loss (a commit may be lost, never
                 // half-applied), and blobs are always written before the rows that name them.
+                // A local file cannot hang up: no ping before each use (see below).
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA foreign_keys = ON")
@@ -224,9 +231,23 @@ impl MetaStore {
                     .await?
                     .close()
                     .await?;
+                // sqlx pings a connection when it goes back to the pool and, by default, again
+                // when it is taken out: two round trips beside each query's own. A connection
+                // that was fine when released a moment ago is used without the second ping;
+                // one idle for longer (the server may have restarted since) is pinged first.
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(std::time::Duration::from_secs(5))
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for > std::time::Duration::from_secs(2) {
+                                use sqlx::Connection;
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(options)
                     .await?
             }
@@ -236,6 +257,7 @@ impl MetaStore {
             dialect,
             write_gate: (dialect == Dialect::Sqlite)
                 .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+            hot,
         };
         store.migrate().await?;
         Ok(store)
@@ -611,30 +633,34 @@ impl MetaStore {
 
     /// Whether the repository holds the manifest.
     pub async fn manifest_exists(&self, repo: &str, digest: &str) -> Result<bool> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id \
-             WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(repo)
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?
-        .is_some())
+        const SQL: &str = "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id \
+                           WHERE r.name = $1 AND m.digest = $2";
+        let row = self.hot_row(SQL, repo, digest).await?;
+        Ok(row.is_some())
     }
 
     /// The digest a tag points at.
     pub async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = $1 AND t.name = $2",
-        )
-        .bind(repo)
-        .bind(tag)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
+        const SQL: &str = "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id \
+                           WHERE r.name = $1 AND t.name = $2";
+        Ok(match self.hot_row(SQL, repo, tag).await? {
             Some(r) => Some(r.try_get(0)?),
             None => None,
         })
+    }
+
+    /// One row of a two-parameter read, on a hot connection when one is free.
+    async fn hot_row(&self, sql: &'static str, a: &str, b: &str) -> Result<Option<AnyRow>> {
+        if let Some(hot) = &self.hot
+            && let Some(result) = hot.row(sql, a, b).await
+        {
+            return result;
+        }
+        Ok(sqlx::query(sql)
+            .bind(a)
+            .bind(b)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// A manifest by digest.

@@ -4,7 +4,7 @@
 use berth_meta::MetaError;
 use berth_storage::StorageError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error("{0}")]
     NameInvalid(String),

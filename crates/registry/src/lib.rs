@@ -7,6 +7,7 @@
 mod background;
 pub mod bundle;
 mod cache;
+mod coalesce;
 mod error;
 mod expiry;
 pub mod scan;

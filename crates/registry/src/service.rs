@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::cache::ManifestCache;
+use crate::coalesce::Coalescer;
 use crate::error::{RegistryError, Result};
 
 #[derive(Debug, Clone)]
@@ -132,6 +133,8 @@ pub struct Registry {
     config: RegistryConfig,
     sessions: SessionLocks,
     cache: ManifestCache,
+    /// With a shared database: tag and digest lookups of concurrent GETs share one query.
+    fresh: Coalescer<(String, String), Result<Option<String>>>,
 }
 
 impl Registry {
@@ -146,6 +149,7 @@ impl Registry {
             config,
             sessions: SessionLocks::default(),
             cache,
+            fresh: Coalescer::default(),
         }
     }
 
@@ -540,6 +544,12 @@ impl Registry {
             Reference::Digest(d) => (d.to_string(), None),
             Reference::Tag(t) => match self.cache.tag(repo.as_str(), t.as_str()) {
                 Some(d) => (d, Some(t)),
+                None if self.meta.is_shared() => (
+                    self.fresh_lookup(repo, t.as_str(), false)
+                        .await?
+                        .ok_or_else(unknown)?,
+                    Some(t),
+                ),
                 None => (
                     self.meta
                         .resolve_tag(repo.as_str(), t.as_str())
@@ -556,7 +566,7 @@ impl Registry {
             // from memory. Strict: a delete through any replica is seen by the next request.
             if self.meta.is_shared()
                 && tag.is_none()
-                && !self.meta.manifest_exists(repo.as_str(), &digest).await?
+                && self.fresh_lookup(repo, &digest, true).await?.is_none()
             {
                 self.cache.invalidate(repo.as_str(), &[&digest], &[]);
                 return Err(unknown());
@@ -579,6 +589,33 @@ impl Registry {
         self.cache
             .fill(ticket, repo.as_str(), tag.map(Tag::as_str), &m);
         Ok(m)
+    }
+
+    /// From the shared database, read fresh (by a query that started after this call): the
+    /// digest `tag` points at, or, with `is_digest`, the digest itself if the repository holds
+    /// that manifest. Concurrent calls for the same key share a query (see `coalesce`).
+    async fn fresh_lookup(
+        &self,
+        repo: &RepoName,
+        reference: &str,
+        is_digest: bool,
+    ) -> Result<Option<String>> {
+        let meta = self.meta.clone();
+        let key = (repo.as_str().to_owned(), reference.to_owned());
+        self.fresh
+            .read(key, move |(repo, reference)| {
+                let meta = meta.clone();
+                async move {
+                    if is_digest {
+                        let held = meta.manifest_exists(&repo, &reference).await?;
+                        Ok(held.then_some(reference))
+                    } else {
+                        Ok(meta.resolve_tag(&repo, &reference).await?)
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|| Err(RegistryError::Internal("a metadata lookup failed".into())))
     }
 
     /// Deleting a tag removes only the tag; deleting a digest removes the manifest and every
