@@ -396,6 +396,8 @@ impl S3Store {
     ) -> Result<UploadCursor> {
         let (mut writer, hasher, offset) = self.resume(id, cursor.as_ref(), start).await?;
         let old_parts = writer.state.parts.len();
+        // Whether the session had a tail object before this chunk (bytes past its last part).
+        let had_tail = offset > old_parts as u64 * self.part_size as u64;
         let (hasher, written) = writer.feed(hasher, body, offset, limit).await?;
         writer.wait_in_flight().await?;
         let new_parts = writer.state.parts.len();
@@ -410,7 +412,7 @@ impl S3Store {
                 .await
                 .map_err(unavailable)?;
         }
-        if new_parts != old_parts {
+        if had_tail && new_parts != old_parts {
             self.remove_quietly(&self.tail_key(id, old_parts)).await;
         }
         Ok(UploadCursor {
