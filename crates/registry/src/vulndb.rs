@@ -310,7 +310,9 @@ pub struct VulnDbService {
     /// Serialises this process's loads and commits, so a slow load cannot swap in a snapshot
     /// older than one a commit has just installed.
     write: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
+    /// Built when a feed is first downloaded: an air-gapped registry never pays for a TLS
+    /// client (its code and root certificates stay out of memory).
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 fn now_secs() -> u64 {
@@ -328,12 +330,6 @@ impl VulnDbService {
         blobs: BlobStore,
         config: VulnDbConfig,
     ) -> Result<Arc<VulnDbService>> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(internal)?;
         let service = Arc::new(VulnDbService {
             meta,
             blobs,
@@ -341,7 +337,7 @@ impl VulnDbService {
             shared: SharedVulnDb::default(),
             loaded: Mutex::new(None),
             write: tokio::sync::Mutex::new(()),
-            http,
+            http: std::sync::OnceLock::new(),
         });
         if let Err(e) = service.refresh().await {
             tracing::error!(error = %e, "could not load the vulnerability database; serving an empty one");
@@ -773,6 +769,20 @@ impl VulnDbService {
         Ok(polled)
     }
 
+    fn http(&self) -> Result<&reqwest::Client> {
+        if let Some(client) = self.http.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(internal)?;
+        // A concurrent first download may have set it meanwhile; either client will do.
+        Ok(self.http.get_or_init(|| client))
+    }
+
     /// Downloads one feed (conditionally) and imports it. `None`: unchanged (`304`).
     async fn update_feed(
         &self,
@@ -782,7 +792,7 @@ impl VulnDbService {
         // Feed URLs may carry credentials (a private mirror's token); errors and status show
         // them without.
         let shown = redact_url(&feed.url);
-        let mut request = self.http.get(&feed.url);
+        let mut request = self.http()?.get(&feed.url);
         // Validators only count when the feed's records are in the database: after a restore
         // or a failed import the feed must be downloaded whole.
         if self.shared.get().feed(&feed.name).is_some() {
