@@ -763,6 +763,39 @@ fn berth_prints_listen_line_and_exits_on_sigterm() {
     );
 }
 
+/// SIGTERM lets a request in progress finish: an upload whose body is still arriving when the
+/// signal comes is stored and answered, and only then does the server exit.
+#[test]
+fn sigterm_lets_an_upload_in_progress_finish() {
+    use std::io::{Read, Write};
+    let mut server = TestServer::start();
+    let data = pseudo_random_bytes(7, 1 << 20);
+    let digest = sha256_digest(&data);
+    let mut conn = std::net::TcpStream::connect(server.host()).unwrap();
+    write!(
+        conn,
+        "POST /v2/acme/drain/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.host(),
+        admin_basic_auth(),
+        data.len()
+    )
+    .unwrap();
+    conn.write_all(&data[..data.len() / 2]).unwrap();
+    let client = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        conn.write_all(&data[data.len() / 2..]).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let status = server.terminate();
+    let answer = client.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(status.success(), "{status}\n{}", server.stderr());
+}
+
 #[test]
 fn podman_pulls_each_platform_of_an_index() {
     let target = Target::start();

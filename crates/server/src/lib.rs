@@ -86,11 +86,50 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address is part of every request: throttling and the audit log need it.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    // hyper reads a body into a buffer that grows up to this size, and each body chunk handed
+    // on keeps its buffer alive until written: the cap bounds memory per upload (a few chunks
+    // are in flight) at no cost in speed (a read of 128 KiB is already a large one).
+    builder.http1().max_buf_size(READ_BUFFER_MAX);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::error!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        // The peer address is part of every request: throttling and the audit log need it.
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Requests in progress run to their end; idle connections are closed.
+    graceful.shutdown().await;
+    Ok(())
 }
+
+/// The most hyper buffers from a connection at once (see `serve`).
+const READ_BUFFER_MAX: usize = 128 << 10;
