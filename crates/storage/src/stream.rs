@@ -60,6 +60,12 @@ pub(crate) async fn pump(
         {
             failure = Some(StorageError::from(e));
         }
+        // The rest, too: a chunked upload ends each PATCH here, and what is left unstarted
+        // would otherwise wait, PATCH after PATCH, for the fsync that completes the upload.
+        let end = already + written;
+        if failure.is_none() && early_writeback && end > flushed_to {
+            start_writeback(out.get_ref(), flushed_to, end - flushed_to);
+        }
         // `into_parts` hands the file back even when the final flush failed.
         let (file, _) = out.into_parts();
         (file, hasher, written, failure)
