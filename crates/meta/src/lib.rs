@@ -231,23 +231,13 @@ impl MetaStore {
                     .await?
                     .close()
                     .await?;
-                // sqlx pings a connection when it goes back to the pool and, by default, again
-                // when it is taken out: two round trips beside each query's own. A connection
-                // that was fine when released a moment ago is used without the second ping;
-                // one idle for longer (the server may have restarted since) is pinged first.
+                // The pool pings each connection before use (sqlx's default): after a server
+                // restart a connection released a moment earlier is dead, and only the ping
+                // keeps it from failing a request. The hottest reads avoid that round trip on
+                // connections of their own that retry instead (`hot.rs`).
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(std::time::Duration::from_secs(5))
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for > std::time::Duration::from_secs(2) {
-                                use sqlx::Connection;
-                                conn.ping().await?;
-                            }
-                            Ok(true)
-                        })
-                    })
                     .connect_with(options)
                     .await?
             }

@@ -207,7 +207,8 @@ impl MetaStore {
     /// version other than `db_version` (waiting to be matched again).
     pub async fn image_scan_counts(&self, db_version: &str) -> Result<(i64, i64)> {
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN db_version <> $1 THEN 1 ELSE 0 END), 0)              FROM image_scans",
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN db_version <> $1 THEN 1 ELSE 0 END), 0) \
+             FROM image_scans",
         )
         .bind(db_version)
         .fetch_one(&self.pool)

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_assess::MatchableInventory;
+use berth_assess::{MatchableInventory, level_name};
 use berth_meta::MetaStore;
 use berth_meta::scans::{AllowedVuln, ImageScan, NewScanEvent, Rematch, ScanPolicy};
 use berth_oci::{Digest, Manifest, Reference, RepoName, media};
@@ -46,6 +46,8 @@ use crate::vulndb::VulnDbService;
 pub const SCAN_JOB: &str = "scan";
 /// The lease under which one replica at a time re-matches stored inventories.
 const REMATCH_LEASE: &str = "scan-rematch";
+/// Held by the replica that watches `vulndb.bundle_artifact`.
+const ARTIFACT_LEASE: &str = "vulndb-artifact";
 /// The artifact type of the SBOMs Berth attaches to images.
 pub const SBOM_ARTIFACT_TYPE: &str = "application/vnd.cyclonedx+json";
 /// The annotation that marks an SBOM as Berth's, with the analyser version that made it.
@@ -111,8 +113,6 @@ fn stored_findings(findings: &[Finding]) -> Vec<StoredFinding> {
         .collect()
 }
 
-use berth_assess::level_name;
-
 fn level_number(l: Level) -> i64 {
     l as i64
 }
@@ -152,9 +152,16 @@ struct Effective {
     allow: Vec<AllowedVuln>,
 }
 
+/// When the bundle artifact was last checked, and the manifest that last failed to load (not
+/// tried again until the tag moves).
+#[derive(Default)]
+struct BundleCheck {
+    at: Option<Instant>,
+    failed: Option<String>,
+}
+
 pub struct ScanService {
-    /// When the bundle artifact was last checked, and the digest that last failed to load.
-    bundle_check: Mutex<(Option<Instant>, Option<String>)>,
+    bundle_check: Mutex<BundleCheck>,
     registry: Arc<Registry>,
     meta: MetaStore,
     vulndb: Arc<VulnDbService>,
@@ -189,7 +196,7 @@ impl ScanService {
         config: ScanConfig,
     ) -> Arc<ScanService> {
         Arc::new(ScanService {
-            bundle_check: Mutex::new((None, None)),
+            bundle_check: Mutex::new(BundleCheck::default()),
             meta: registry.meta().clone(),
             registry,
             vulndb,
@@ -962,7 +969,7 @@ impl ScanWorker {
                 }
                 if i == 0 {
                     let _ = service.meta.release_lease(REMATCH_LEASE, &holder).await;
-                    let _ = service.meta.release_lease("vulndb-artifact", &holder).await;
+                    let _ = service.meta.release_lease(ARTIFACT_LEASE, &holder).await;
                 }
             });
         }
@@ -979,7 +986,7 @@ impl ScanWorker {
 impl ScanService {
     /// Loads the configured bundle artifact (`vulndb.bundle_artifact`) if its tag names a
     /// manifest not loaded yet, at most once per `vulndb.check_interval`, on the replica holding
-    /// the `vulndb-artifact` lease. Returns whether the database changed.
+    /// the `ARTIFACT_LEASE`. Returns whether the database changed.
     pub async fn check_bundle_artifact(&self, holder: &str) -> Result<bool> {
         let Some((repo, reference)) = self.vulndb.config().bundle_artifact.clone() else {
             return Ok(false);
@@ -987,14 +994,14 @@ impl ScanService {
         let every = self.vulndb.config().check_interval;
         {
             let mut c = self.bundle_check.lock().unwrap_or_else(|e| e.into_inner());
-            if c.0.is_some_and(|at| at.elapsed() < every) {
+            if c.at.is_some_and(|at| at.elapsed() < every) {
                 return Ok(false);
             }
-            c.0 = Some(Instant::now());
+            c.at = Some(Instant::now());
         }
         if !self
             .meta
-            .try_lease("vulndb-artifact", holder, every.saturating_mul(4))
+            .try_lease(ARTIFACT_LEASE, holder, every.saturating_mul(4))
             .await?
         {
             return Ok(false);
@@ -1011,14 +1018,16 @@ impl ScanService {
             .bundle_check
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .1
+            .failed
             .clone();
         if loaded.as_deref() == Some(digest.as_str()) || failed.as_deref() == Some(digest.as_str())
         {
             return Ok(false);
         }
         let at = now_millis();
-        match crate::bundle::load_bundle_artifact(&self.registry, &self.vulndb, &repo, &reference)
+        // By digest: what is loaded is the manifest just compared, even if the tag moves now.
+        let by_digest: Reference = digest.parse().map_err(internal)?;
+        match crate::bundle::load_bundle_artifact(&self.registry, &self.vulndb, &repo, &by_digest)
             .await
         {
             Ok((d, outcome)) => {
@@ -1041,7 +1050,7 @@ impl ScanService {
                 self.bundle_check
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .1 = Some(digest);
+                    .failed = Some(digest);
                 Ok(false)
             }
         }

@@ -11,6 +11,10 @@
 //!
 //! Missing or stale images fail these tests: run `scripts/test-images`.
 
+mod common;
+
+use common::run;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,15 +63,6 @@ fn analyze_with(name: &str, options: &AnalyzeOptions) -> ImageReport {
 
 fn analyze(name: &str) -> ImageReport {
     analyze_with(name, &AnalyzeOptions::default())
-}
-
-fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// A file the image's recipe wrote next to it (the package manager's own listing).
