@@ -69,6 +69,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
+    /// PID of a process the registry depends on (its object store, its database); may be
+    /// repeated. Its CPU time is reported per scenario as the backend's and not counted as
+    /// other processes' (which flags a busy machine).
+    #[arg(long = "backend-pid")]
+    pub backend_pids: Vec<u32>,
+
     /// Comma-separated scenarios, run in the canonical order. `all` = every
     /// registry scenario; `machine` = machine-sha256,machine-loopback,machine-disk;
     /// `scan` = scan-layer,scan-image,scan-rss (image analysis, on one core).
@@ -355,6 +361,12 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
         Some(pid) => Some(procfs::Proc::new(pid)?),
         None => None,
     };
+    let backends = args
+        .backend_pids
+        .iter()
+        .map(|&pid| procfs::Proc::new(pid))
+        .collect::<Result<Vec<_>>>()?;
+    report::set_backends(backends);
 
     let mut table: Box<dyn std::io::Write> = if args.json {
         Box::new(std::io::stderr())

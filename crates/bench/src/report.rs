@@ -72,6 +72,9 @@ pub struct ScenarioResult {
     /// zero, the figures were measured on a busy machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_cpu_s: Option<f64>,
+    /// CPU seconds used during the phase by the registry's backends (`--backend-pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_cpu_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_before_mib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,6 +130,19 @@ pub fn unit_of(scenario: &str) -> (&'static str, bool) {
     }
 }
 
+/// Processes the registry depends on (`--backend-pid`), set once before the scenarios run.
+static BACKENDS: std::sync::OnceLock<Vec<Proc>> = std::sync::OnceLock::new();
+
+pub fn set_backends(procs: Vec<Proc>) {
+    let _ = BACKENDS.set(procs);
+}
+
+/// The backends' CPU seconds so far (None without backends, or if one has exited).
+fn backend_cpu_s() -> Option<f64> {
+    let procs = BACKENDS.get().filter(|p| !p.is_empty())?;
+    procs.iter().map(|p| p.sample().ok().map(|s| s.cpu_s)).sum()
+}
+
 /// Brackets a timed phase: wall clock, server CPU and RSS (before, after and
 /// a sampled peak), and the client's own CPU.
 pub struct Meter {
@@ -135,6 +151,7 @@ pub struct Meter {
     c0: Option<Sample>,
     sampler: Option<PeakSampler>,
     busy0: Option<f64>,
+    backend0: Option<f64>,
     t0: Instant,
 }
 
@@ -150,6 +167,7 @@ impl Meter {
             c0: Proc::current().sample().ok(),
             sampler,
             busy0: machine_busy_s(),
+            backend0: backend_cpu_s(),
             t0: Instant::now(),
         }
     }
@@ -179,8 +197,12 @@ impl Meter {
         if let (Some(c0), Ok(c1)) = (self.c0, Proc::current().sample()) {
             r.client_cpu_s = Some(c1.cpu_s - c0.cpu_s);
         }
+        if let (Some(k0), Some(k1)) = (self.backend0, backend_cpu_s()) {
+            r.backend_cpu_s = Some(k1 - k0);
+        }
         if let (Some(b0), Some(b1), Some(c)) = (self.busy0, machine_busy_s(), r.client_cpu_s) {
-            let other = (b1 - b0) - c - r.server_cpu_s.unwrap_or(0.0);
+            let other =
+                (b1 - b0) - c - r.server_cpu_s.unwrap_or(0.0) - r.backend_cpu_s.unwrap_or(0.0);
             r.other_cpu_s = Some(other.max(0.0));
         }
         secs

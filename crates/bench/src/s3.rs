@@ -14,7 +14,7 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 
 use crate::BenchArgs;
 use crate::blob::BlobSpec;
-use crate::report::{ScenarioResult, median};
+use crate::report::{Meter, ScenarioResult, median};
 
 pub struct S3Bench {
     store: AmazonS3,
@@ -50,6 +50,7 @@ impl S3Bench {
 
     pub async fn put(&mut self, r: &mut ScenarioResult) -> Result<()> {
         let mut samples = Vec::new();
+        let meter = Meter::start(&None);
         let t0 = Instant::now();
         for i in 0..self.args.repeat {
             let spec = BlobSpec::new(0x53_3000 + i as u64, self.args.blob_size);
@@ -66,6 +67,7 @@ impl S3Bench {
             samples.push(spec.size() as f64 / 1e6 / t.elapsed().as_secs_f64());
             self.written.push((path, spec.size()));
         }
+        meter.stop(r);
         r.transfer(
             self.args.blob_size * self.args.repeat as u64,
             t0.elapsed().as_secs_f64(),
@@ -84,6 +86,7 @@ impl S3Bench {
         }
         let mut samples = Vec::new();
         let mut total = 0;
+        let meter = Meter::start(&None);
         let t0 = Instant::now();
         for (path, size) in &self.written {
             let t = Instant::now();
@@ -96,6 +99,7 @@ impl S3Bench {
             total += n;
             samples.push(n as f64 / 1e6 / t.elapsed().as_secs_f64());
         }
+        meter.stop(r);
         r.transfer(total, t0.elapsed().as_secs_f64());
         r.metric = median(&samples);
         r.samples = samples;

@@ -39,6 +39,15 @@ pub fn summarize(files: &[PathBuf], baseline: &str, exclude_busy: bool) -> Resul
     Ok(render(&rows, baseline, exclude_busy))
 }
 
+/// The object store's own scenario that a registry scenario is compared with.
+fn counterpart(scenario: &str) -> Option<&'static str> {
+    match scenario {
+        "push-mono" | "push-chunked" => Some("s3-put"),
+        "pull" => Some("s3-get"),
+        _ => None,
+    }
+}
+
 fn order(s: &str) -> usize {
     ALL.iter()
         .chain(MACHINE.iter())
@@ -122,11 +131,26 @@ pub fn render(rows: &[ScenarioResult], baseline: &str, exclude_busy: bool) -> St
             let _ = write!(out, " {} |", cell(per.get(l), &headline));
         }
         if has_base {
-            let b = per.get(baseline).and_then(|rs| med(rs, &headline));
+            // A baseline without this scenario (an object store's own run) is read at
+            // the scenario that is its counterpart: a plain PUT for pushes, GET for pulls.
+            let (b, against) = match per.get(baseline) {
+                Some(rs) => (med(rs, &headline), None),
+                None => {
+                    let c = counterpart(sc);
+                    let rs = c.and_then(|c| by.get(&(order(c), c.to_string())));
+                    let b = rs
+                        .and_then(|per| per.get(baseline))
+                        .and_then(|rs| med(rs, &headline));
+                    (b, c)
+                }
+            };
             for o in &others {
                 let v = per.get(*o).and_then(|rs| med(rs, &headline));
-                let _ = match (v, b) {
-                    (Some(v), Some(b)) if b > 0.0 => write!(out, " {:.2}× |", v / b),
+                let _ = match (v, b, against) {
+                    (Some(v), Some(b), None) if b > 0.0 => write!(out, " {:.2}× |", v / b),
+                    (Some(v), Some(b), Some(c)) if b > 0.0 => {
+                        write!(out, " {:.2}× (of {c}) |", v / b)
+                    }
                     _ => write!(out, " - |"),
                 };
             }
@@ -248,5 +272,29 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| machine-sha256 | 2000 MB/s |"), "{t}");
+    }
+
+    #[test]
+    fn object_store_baseline_is_read_at_its_counterpart() {
+        let rows = vec![
+            row("push-mono", "s3", 160.0),
+            row("pull", "s3", 600.0),
+            row("manifest-get", "s3", 1000.0),
+            row("s3-put", "garage", 200.0),
+            row("s3-get", "garage", 500.0),
+        ];
+        let t = render(&rows, "garage", false);
+        assert!(
+            t.contains("| push-mono | MB/s ↑ | 160 | - | 0.80× (of s3-put) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| pull | MB/s ↑ | 600 | - | 1.20× (of s3-get) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| manifest-get | req/s ↑ | 1000 | - | - |"),
+            "{t}"
+        );
     }
 }
