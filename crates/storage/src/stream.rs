@@ -63,8 +63,8 @@ pub(crate) async fn pump(
         }
         // The rest, too: a chunked upload ends each PATCH here, and what is left unstarted
         // would otherwise wait, PATCH after PATCH, for the fsync that completes the upload.
-        // Starting writeback of a window costs ~0.5 ms, so it is done on a thread of its own,
-        // after the answer is on its way, not between the last byte and the answer.
+        // Starting writeback of a window costs ~0.5 ms, so it is done on a thread of its own
+        // (on a duplicate of the descriptor) while the request goes on to its answer.
         let end = already + written;
         if failure.is_none()
             && early_writeback
