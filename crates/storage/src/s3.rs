@@ -253,7 +253,8 @@ impl S3Store {
     }
 
     /// The bytes of `range` (or all `len` bytes) of a blob, fetched when the stream is first
-    /// polled.
+    /// polled, as ranged GETs of [`READ_SEGMENT`] bytes with the next one already in flight
+    /// (see [`SegmentedRead`]).
     pub fn stream(
         &self,
         d: &Digest,
@@ -261,27 +262,11 @@ impl S3Store {
         len: u64,
         range: Option<ByteRange>,
     ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        let store = self.store.clone();
-        let key = self.blob_key(d, location);
         let range = match range {
-            Some(r) => Some(r.start..r.end + 1),
-            None if len == 0 => None,
-            None => Some(0..len),
+            Some(r) => r.start..r.end + 1,
+            None => 0..len,
         };
-        futures::stream::once(async move {
-            let Some(range) = range else {
-                return futures::stream::empty().boxed();
-            };
-            let opts = GetOptions {
-                range: Some(GetRange::Bounded(range)),
-                ..Default::default()
-            };
-            match store.get_opts(&key, opts).await {
-                Ok(r) => r.into_stream().map_err(std::io::Error::other).boxed(),
-                Err(e) => futures::stream::iter([Err(std::io::Error::other(e))]).boxed(),
-            }
-        })
-        .flatten()
+        SegmentedRead::new(self.store.clone(), self.blob_key(d, location), range).into_stream()
     }
 
     /// Stores a whole blob received in one request, making it readable only if it hashes to
@@ -727,5 +712,143 @@ impl PartWriter {
         {
             tracing::warn!(key = %self.key, error = %e, "could not abort a multipart upload");
         }
+    }
+}
+
+/// Bytes per ranged GET when a blob is read.
+const READ_SEGMENT: u64 = 16 << 20;
+
+/// Ranged GETs of one read in flight at once: the one being streamed and the next.
+const READ_AHEAD: usize = 2;
+
+/// Body chunks a GET may hold before it waits for the reader. The rest of a segment that is
+/// ahead waits in the socket, so memory stays at a few chunks per GET whatever the blob size.
+const SEGMENT_CHUNKS: usize = 4;
+
+/// A blob read as consecutive ranged GETs, each on a task of its own, the next one started
+/// while the current one streams.
+///
+/// One GET at a time leaves the object store idle between its last byte and the first byte of
+/// nothing else: its own work per request (metadata lookup, reading and checking its blocks)
+/// is not overlapped with anything. With the next segment's request already answered and its
+/// first bytes waiting, the store works on both. Dropping the stream (a client that hangs up)
+/// aborts the GETs in flight.
+struct SegmentedRead {
+    store: Arc<AmazonS3>,
+    key: Path,
+    /// The bytes not yet requested.
+    rest: std::ops::Range<u64>,
+    in_flight: std::collections::VecDeque<Segment>,
+}
+
+struct Segment {
+    chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    _task: AbortOnDrop,
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl SegmentedRead {
+    fn new(store: Arc<AmazonS3>, key: Path, range: std::ops::Range<u64>) -> Self {
+        SegmentedRead {
+            store,
+            key,
+            rest: range,
+            in_flight: Default::default(),
+        }
+    }
+
+    fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        futures::stream::unfold(self, |mut read| async move {
+            loop {
+                read.fill();
+                let segment = read.in_flight.front_mut()?;
+                match segment.chunks.recv().await {
+                    Some(Ok(chunk)) => return Some((Ok(chunk), read)),
+                    Some(Err(e)) => {
+                        // Nothing after a failed segment may be sent: end here.
+                        read.in_flight.clear();
+                        read.rest = 0..0;
+                        return Some((Err(e), read));
+                    }
+                    None => {
+                        read.in_flight.pop_front();
+                    }
+                }
+            }
+        })
+    }
+
+    /// Starts GETs until [`READ_AHEAD`] are in flight or every byte is requested.
+    fn fill(&mut self) {
+        while self.in_flight.len() < READ_AHEAD && !self.rest.is_empty() {
+            let end = self
+                .rest
+                .end
+                .min(self.rest.start.saturating_add(READ_SEGMENT));
+            let range = self.rest.start..end;
+            self.rest.start = end;
+            let (tx, rx) = tokio::sync::mpsc::channel(SEGMENT_CHUNKS);
+            let task = tokio::spawn(fetch_segment(
+                self.store.clone(),
+                self.key.clone(),
+                range,
+                tx,
+            ));
+            self.in_flight.push_back(Segment {
+                chunks: rx,
+                _task: AbortOnDrop(task),
+            });
+        }
+    }
+}
+
+/// One ranged GET, its body sent chunk by chunk to `tx`. A body shorter or longer than the
+/// range ends with an error rather than a silently short blob.
+async fn fetch_segment(
+    store: Arc<AmazonS3>,
+    key: Path,
+    range: std::ops::Range<u64>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let want = range.end - range.start;
+    let opts = GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        ..Default::default()
+    };
+    let mut body = match store.get_opts(&key, opts).await {
+        Ok(r) => r.into_stream(),
+        Err(e) => {
+            let _ = tx.send(Err(std::io::Error::other(e))).await;
+            return;
+        }
+    };
+    let mut got = 0u64;
+    while let Some(item) = body.next().await {
+        let item = item.map_err(std::io::Error::other);
+        if let Ok(chunk) = &item {
+            got += chunk.len() as u64;
+            if got > want {
+                break;
+            }
+        }
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+    if got != want {
+        let _ = tx
+            .send(Err(std::io::Error::other(format!(
+                "object store sent {got} bytes of a {want}-byte range of {key}"
+            ))))
+            .await;
     }
 }
