@@ -8,6 +8,7 @@
 mod blob;
 mod client;
 mod hot;
+mod ingest;
 mod machine;
 mod procfs;
 mod report;
@@ -51,7 +52,12 @@ pub const S3: &[&str] = &["s3-put", "s3-get"];
 pub use vulndb::VULNDB;
 
 /// Machine-limit scenarios (`machine`); they send no request.
-pub const MACHINE: &[&str] = &["machine-sha256", "machine-loopback", "machine-disk"];
+pub const MACHINE: &[&str] = &[
+    "machine-sha256",
+    "machine-loopback",
+    "machine-disk",
+    "machine-ingest",
+];
 
 /// Image analysis (`scan`; they send no request): indexing a layer against decompressing it,
 /// analysing a Debian image, peak memory while indexing a large layer.
@@ -76,7 +82,8 @@ pub struct BenchArgs {
     pub backend_pids: Vec<u32>,
 
     /// Comma-separated scenarios, run in the canonical order. `all` = every
-    /// registry scenario; `machine` = machine-sha256,machine-loopback,machine-disk;
+    /// registry scenario; `machine` = machine-sha256,machine-loopback,machine-disk,
+    /// machine-ingest;
     /// `scan` = scan-layer,scan-image,scan-rss (image analysis, on one core).
     /// Registry scenarios: idle-rss, push-mono, push-chunked, pull,
     /// push-concurrent, manifest-get, manifest-head, tag-create, tag-list,
@@ -172,7 +179,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub verify_pull: bool,
 
-    /// Directory for machine-disk's scratch file (default: the temp dir).
+    /// Directory for the scratch files of machine-disk and machine-ingest (default: the temp dir).
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
 
@@ -443,6 +450,18 @@ async fn run_inner(mut args: BenchArgs) -> Result<()> {
             "machine-disk" => {
                 let dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
                 machine::disk(&mut r, &dir, args.blob_size, &run_id)
+            }
+            "machine-ingest" => {
+                let dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+                ingest::concurrent(
+                    &mut r,
+                    &dir,
+                    &run_id,
+                    args.concurrency,
+                    args.concurrent_blob_size,
+                    args.repeat,
+                )
+                .await
             }
             "scan-layer" | "scan-image" | "scan-rss" => {
                 let image = args.scan_image.clone().unwrap_or_else(scan::default_image);

@@ -118,7 +118,7 @@ pub fn unit_of(scenario: &str) -> (&'static str, bool) {
         "push-mono" | "push-chunked" | "pull" | "push-concurrent" | "s3-put" | "s3-get" => {
             ("MB/s", true)
         }
-        "machine-sha256" | "machine-loopback" | "machine-disk" => ("MB/s", true),
+        "machine-sha256" | "machine-loopback" | "machine-disk" | "machine-ingest" => ("MB/s", true),
         "manifest-get" | "manifest-head" => ("req/s", true),
         "tag-create" => ("tags/s", true),
         "tag-list" | "catalog" => ("ms", false),
