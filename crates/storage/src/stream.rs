@@ -14,8 +14,12 @@ use crate::{ByteStream, StorageError};
 /// hundred KiB, so this bounds buffered data per upload to about a MiB.
 const CHANNEL_DEPTH: usize = 2;
 
-/// Size of the write buffer that coalesces small body frames into large writes.
-const WRITE_BUFFER: usize = 256 << 10;
+/// Body frames are written in batches of at least this many bytes (one `writev` each)...
+const WRITE_BATCH: usize = 256 << 10;
+
+/// ...or of this many frames, whichever comes first, so that a body sent in tiny frames cannot
+/// make a batch hold an unbounded number of them.
+const MAX_BATCH_CHUNKS: usize = 128;
 
 /// With fsync on, writeback of each window of this many bytes is started as soon as it is
 /// written, so the fsync before publishing finds little left to flush instead of the whole blob.
@@ -35,24 +39,24 @@ pub(crate) async fn pump(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let runtime = tokio::runtime::Handle::current();
     let writer = tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut out = Batch::new(file);
         let mut written = 0u64;
         let mut flushed_to = already;
         let mut failure = None;
         while let Some(chunk) = rx.blocking_recv() {
             hasher.update(&chunk);
-            if let Err(e) = out.write_all(&chunk) {
+            written += chunk.len() as u64;
+            if let Err(e) = out.push(chunk) {
                 failure = Some(StorageError::from(e));
                 break;
             }
-            written += chunk.len() as u64;
             let end = already + written;
             if early_writeback && end - flushed_to >= WRITEBACK_WINDOW {
                 if let Err(e) = out.flush() {
                     failure = Some(StorageError::from(e));
                     break;
                 }
-                start_writeback(out.get_ref(), flushed_to, end - flushed_to);
+                start_writeback(&out.file, flushed_to, end - flushed_to);
                 flushed_to = end;
             }
         }
@@ -69,13 +73,13 @@ pub(crate) async fn pump(
         if failure.is_none()
             && early_writeback
             && end > flushed_to
-            && let Ok(dup) = out.get_ref().try_clone()
+            && let Ok(dup) = out.file.try_clone()
         {
             runtime.spawn_blocking(move || start_writeback(&dup, flushed_to, end - flushed_to));
         }
-        // `into_parts` hands the file back even when the final flush failed.
-        let (file, _) = out.into_parts();
-        (file, hasher, written, failure)
+        // The file comes back even when the last write failed. `written` counts what was
+        // received; on failure the caller discards or truncates to what it knows was kept.
+        (out.file, hasher, written, failure)
     });
 
     let mut received = already;
@@ -107,6 +111,64 @@ pub(crate) async fn pump(
     match failure.or(body_error) {
         Some(e) => Err((file, e)),
         None => Ok((file, hasher, written)),
+    }
+}
+
+/// Body chunks held until they add up to [`WRITE_BATCH`] bytes, then written with one
+/// `writev`: large writes without copying the chunks into a buffer first.
+struct Batch {
+    file: std::fs::File,
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Batch {
+    fn new(file: std::fs::File) -> Batch {
+        Batch {
+            file,
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+        if self.len >= WRITE_BATCH || self.chunks.len() >= MAX_BATCH_CHUNKS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every held chunk (all of each, retrying short writes).
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut first = 0;
+        while first < self.chunks.len() {
+            let slices: Vec<std::io::IoSlice<'_>> = self.chunks[first..]
+                .iter()
+                .map(|c| std::io::IoSlice::new(c))
+                .collect();
+            let mut n = match self.file.write_vectored(&slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            drop(slices);
+            while n > 0 {
+                let c = &mut self.chunks[first];
+                if n >= c.len() {
+                    n -= c.len();
+                    first += 1;
+                } else {
+                    bytes::Buf::advance(c, n);
+                    n = 0;
+                }
+            }
+        }
+        self.chunks.clear();
+        self.len = 0;
+        Ok(())
     }
 }
 
