@@ -500,6 +500,76 @@ async fn openapi_document_and_page() {
             "{p} missing from the OpenAPI document"
         );
     }
+    // The endpoints reached through dispatchers, with the methods they answer.
+    for (p, methods) in [
+        (
+            "/api/v1/repositories/{name}/-/images/{digest}/scan",
+            &["get", "post"][..],
+        ),
+        (
+            "/api/v1/repositories/{name}/-/images/{digest}/sbom",
+            &["get"],
+        ),
+        (
+            "/api/v1/repositories/{name}/-/images/{digest}/vulnerabilities",
+            &["get"],
+        ),
+        ("/api/v1/repositories/{name}/-/events", &["get"]),
+        ("/api/v1/repositories/{name}/-/scan-policy", &["get", "put"]),
+        (
+            "/api/v1/repositories/{name}/-/scan-policy/allowlist",
+            &["get", "post"],
+        ),
+        (
+            "/api/v1/repositories/{name}/-/scan-policy/allowlist/{id}",
+            &["delete"],
+        ),
+        ("/api/v1/orgs/{org}/scan-policy", &["get", "put"]),
+        ("/api/v1/orgs/{org}/scan-policy/allowlist", &["get", "post"]),
+        ("/api/v1/orgs/{org}/scan-policy/allowlist/{id}", &["delete"]),
+        ("/api/v1/scan-events", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        let item = paths
+            .get(p)
+            .unwrap_or_else(|| panic!("{p} missing from the OpenAPI document"));
+        for m in methods {
+            assert!(item.get(*m).is_some(), "{m} {p} is not described");
+        }
+        // Every path parameter in the template is declared.
+        for op in item.as_object().unwrap().values() {
+            let declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            for seg in p.split('/').filter(|s| s.starts_with('{')) {
+                let name = seg.trim_matches(|c| c == '{' || c == '}');
+                assert!(declared.contains(&name), "{p}: {name} is not declared");
+            }
+        }
+    }
+    // Every reference points at a schema the document defines.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {r}"));
+        assert!(schemas.contains_key(name), "{r} is not defined");
+    }
     let page = c
         .get(format!("{}/api/v1/docs/", server.url()))
         .send()

@@ -27,6 +27,7 @@ use crate::access::{Credentials, credentials, source};
 
 mod metrics;
 mod scans;
+use scans::ScanPaths;
 
 // ---- errors ----
 
@@ -1377,8 +1378,9 @@ async fn vulndb_advisory(
 #[openapi(
     info(
         title = "Berth management API",
-        description = "Users, organisations, teams, grants, repositories, robot accounts, access tokens, the audit log and the vulnerability database."
+        description = "Users, organisations, teams, grants, repositories, robot accounts, access tokens, the audit log, the vulnerability database, image analysis and scanning policies."
     ),
+    modifiers(&ScanPaths),
     paths(
         me,
         login,
@@ -1436,7 +1438,11 @@ async fn vulndb_advisory(
         VulnDbFeed,
         VulnDbImport,
         BundleArtifact,
-        AdvisoryList
+        AdvisoryList,
+        scans::PolicyBody,
+        scans::AllowBody,
+        scans::ScanEventBody,
+        scans::ScanEventPage
     ))
 )]
 pub struct ApiDoc;

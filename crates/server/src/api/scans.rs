@@ -432,3 +432,350 @@ pub(super) async fn all_events(
     c.require_site_admin()?;
     events(&c, None, &q).await
 }
+
+/// The OpenAPI description of this module's endpoints. They are reached through dispatchers
+/// (repository names contain slashes, so `/-/` separates a repository's sub-resources, and an
+/// organisation's policy shares one route), which `#[utoipa::path]` cannot describe: each
+/// operation is built here instead, and `openapi_document_and_page` checks they are listed.
+pub(super) struct ScanPaths;
+
+mod doc {
+    use utoipa::openapi::path::{
+        HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
+    };
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    use utoipa::openapi::{Content, Ref, RefOr, Required, ResponseBuilder, Schema};
+
+    pub fn string(values: &[&str]) -> Schema {
+        let mut b = ObjectBuilder::new().schema_type(Type::String);
+        if !values.is_empty() {
+            b = b.enum_values(Some(values.iter().copied()));
+        }
+        b.build().into()
+    }
+
+    pub fn path(name: &str, description: &str) -> Parameter {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(string(&[])))
+            .build()
+    }
+
+    pub fn query(name: &str, description: &str, schema: Schema) -> Parameter {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build()
+    }
+
+    pub fn schema(name: &str) -> RefOr<Schema> {
+        Ref::from_schema_name(name).into()
+    }
+
+    pub fn list_of(name: &str) -> RefOr<Schema> {
+        ArrayBuilder::new().items(schema(name)).build().into()
+    }
+
+    pub fn object() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .build()
+            .into()
+    }
+
+    /// A response: status, description, and the content type and schema of its body.
+    pub type Answer<'a> = (&'a str, &'a str, Option<(&'a str, RefOr<Schema>)>);
+
+    /// One operation: its parameters, JSON request body (a schema name), and responses as
+    /// (status, description, content type and schema).
+    pub struct Op<'a> {
+        pub id: &'a str,
+        pub summary: &'a str,
+        pub params: Vec<Parameter>,
+        pub body: Option<&'a str>,
+        pub responses: Vec<Answer<'a>>,
+    }
+
+    impl Op<'_> {
+        pub fn build(self) -> Operation {
+            let mut b = OperationBuilder::new()
+                .tag("scans")
+                .operation_id(Some(self.id))
+                .summary(Some(self.summary))
+                .parameters(Some(self.params));
+            if let Some(s) = self.body {
+                b = b.request_body(Some(
+                    RequestBodyBuilder::new()
+                        .content("application/json", Content::new(Some(schema(s))))
+                        .required(Some(Required::True))
+                        .build(),
+                ));
+            }
+            for (status, description, content) in self.responses {
+                let mut r = ResponseBuilder::new().description(description);
+                if let Some((ty, s)) = content {
+                    r = r.content(ty, Content::new(Some(s)));
+                }
+                b = b.response(status, r.build());
+            }
+            b = b.response(
+                "default",
+                ResponseBuilder::new()
+                    .description("an error")
+                    .content(
+                        "application/json",
+                        Content::new(Some(schema("ErrorResponse"))),
+                    )
+                    .build(),
+            );
+            b.build()
+        }
+    }
+
+    pub fn add(doc: &mut utoipa::openapi::OpenApi, path: &str, method: HttpMethod, op: Op<'_>) {
+        doc.paths.add_path_operation(path, vec![method], op.build());
+    }
+}
+
+impl utoipa::Modify for ScanPaths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use doc::{Op, add, list_of, object, path, query, schema, string};
+        use utoipa::openapi::path::HttpMethod::{Delete, Get, Post, Put};
+
+        const JSON: &str = "application/json";
+        let repo = || path("name", "the repository (slashes included)");
+        let digest = || path("digest", "the image manifest's digest");
+        let org = || path("org", "the organisation");
+        let entry = || path("id", "the vulnerability id of the allow-list entry");
+        let page = || {
+            vec![
+                query(
+                    "after",
+                    "only events after this id (the previous page's `next`)",
+                    string(&[]),
+                ),
+                query(
+                    "limit",
+                    "events per page, 1 to 1000 (default 100)",
+                    string(&[]),
+                ),
+            ]
+        };
+        let image = "/api/v1/repositories/{name}/-/images/{digest}";
+
+        add(
+            openapi,
+            &format!("{image}/scan"),
+            Get,
+            Op {
+                id: "scan_status",
+                summary: "An image's analysis: queued, running, done or failed, with its findings' counts",
+                params: vec![repo(), digest()],
+                body: None,
+                responses: vec![("200", "the analysis status", Some((JSON, object())))],
+            },
+        );
+        add(
+            openapi,
+            &format!("{image}/scan"),
+            Post,
+            Op {
+                id: "scan_image",
+                summary: "Queues an analysis of the image (write access)",
+                params: vec![repo(), digest()],
+                body: None,
+                responses: vec![(
+                    "202",
+                    "queued (`queued` is false when it already was)",
+                    Some((JSON, object())),
+                )],
+            },
+        );
+        add(
+            openapi,
+            &format!("{image}/sbom"),
+            Get,
+            Op {
+                id: "image_sbom",
+                summary: "The image's software bill of materials",
+                params: vec![
+                    repo(),
+                    digest(),
+                    query(
+                        "format",
+                        "the document's format (default cyclonedx)",
+                        string(&["cyclonedx", "spdx", "berth"]),
+                    ),
+                ],
+                body: None,
+                responses: vec![
+                    (
+                        "200",
+                        "CycloneDX 1.6, SPDX 2.3 or Berth's own inventory",
+                        Some(("application/vnd.cyclonedx+json", object())),
+                    ),
+                    ("404", "the image has not been analysed", None),
+                ],
+            },
+        );
+        add(
+            openapi,
+            &format!("{image}/vulnerabilities"),
+            Get,
+            Op {
+                id: "image_vulnerabilities",
+                summary: "The image's vulnerabilities, matched against the current database",
+                params: vec![
+                    repo(),
+                    digest(),
+                    query(
+                        "format",
+                        "the report's format (default json)",
+                        string(&["json", "sarif"]),
+                    ),
+                ],
+                body: None,
+                responses: vec![
+                    (
+                        "200",
+                        "the report, or SARIF 2.1.0 (`application/sarif+json`)",
+                        Some((JSON, object())),
+                    ),
+                    ("404", "the image has not been analysed", None),
+                ],
+            },
+        );
+        add(
+            openapi,
+            "/api/v1/repositories/{name}/-/events",
+            Get,
+            Op {
+                id: "repository_scan_events",
+                summary: "Vulnerabilities that appeared or were resolved in the repository's images when the database changed",
+                params: [vec![repo()], page()].concat(),
+                body: None,
+                responses: vec![(
+                    "200",
+                    "a page of events",
+                    Some((JSON, schema("ScanEventPage"))),
+                )],
+            },
+        );
+        add(
+            openapi,
+            "/api/v1/scan-events",
+            Get,
+            Op {
+                id: "scan_events",
+                summary: "Every repository's scan events (site administrators)",
+                params: page(),
+                body: None,
+                responses: vec![(
+                    "200",
+                    "a page of events",
+                    Some((JSON, schema("ScanEventPage"))),
+                )],
+            },
+        );
+
+        for (scope, param, who) in [
+            (
+                "/api/v1/repositories/{name}/-/scan-policy",
+                repo(),
+                "repository",
+            ),
+            ("/api/v1/orgs/{org}/scan-policy", org(), "organisation"),
+        ] {
+            let id = |verb: &str| format!("{verb}_{who}_scan_policy");
+            add(
+                openapi,
+                scope,
+                Get,
+                Op {
+                    id: &id("get"),
+                    summary: "The scanning and pull policy (null fields are inherited)",
+                    params: vec![param.clone()],
+                    body: None,
+                    responses: vec![("200", "the policy", Some((JSON, schema("PolicyBody"))))],
+                },
+            );
+            add(
+                openapi,
+                scope,
+                Put,
+                Op {
+                    id: &id("put"),
+                    summary: "Sets the scanning and pull policy (administrators)",
+                    params: vec![param.clone()],
+                    body: Some("PolicyBody"),
+                    responses: vec![(
+                        "200",
+                        "the policy as stored",
+                        Some((JSON, schema("PolicyBody"))),
+                    )],
+                },
+            );
+            let list = format!("{scope}/allowlist");
+            add(
+                openapi,
+                &list,
+                Get,
+                Op {
+                    id: &id("list_allowed_in"),
+                    summary: "The vulnerabilities the pull policy lets through",
+                    params: vec![param.clone()],
+                    body: None,
+                    responses: vec![("200", "the allow-list", Some((JSON, list_of("AllowBody"))))],
+                },
+            );
+            add(
+                openapi,
+                &list,
+                Post,
+                Op {
+                    id: &id("allow_in"),
+                    summary: "Lets a vulnerability through the pull policy, with a reason and an optional expiry",
+                    params: vec![param.clone()],
+                    body: Some("AllowBody"),
+                    responses: vec![("201", "the entry", Some((JSON, schema("AllowBody"))))],
+                },
+            );
+            add(
+                openapi,
+                &format!("{list}/{{id}}"),
+                Delete,
+                Op {
+                    id: &id("disallow_in"),
+                    summary: "Removes an allow-list entry",
+                    params: vec![param, entry()],
+                    body: None,
+                    responses: vec![("204", "removed", None), ("404", "no such entry", None)],
+                },
+            );
+        }
+
+        add(
+            openapi,
+            "/metrics",
+            Get,
+            Op {
+                id: "metrics",
+                summary: "Prometheus metrics: vulnerability database freshness per feed, the analysis queue, images waiting to be matched again (site administrators)",
+                params: vec![],
+                body: None,
+                responses: vec![(
+                    "200",
+                    "the Prometheus text exposition format",
+                    Some(("text/plain; version=0.0.4", string(&[]).into())),
+                )],
+            },
+        );
+    }
+}
