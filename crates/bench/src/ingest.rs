@@ -5,13 +5,12 @@
 //! before answering `201`; an upload
 //! session is a counter, and nothing else happens (no metadata, no rename, no HTTP library).
 //!
-//! What it measures is the machine's ceiling for that scenario: the client's sending, the
-//! loopback copy, the hashing, the page-cache write and the fsync, on the same cores. A
-//! registry's `push-concurrent` read against it says how much of the machine the registry
-//! leaves unused; against a peer it cannot do better than this figure over the peer's.
+//! It is a reference, not a bound: it reads, hashes and writes one after another on one thread
+//! per connection, where a registry may overlap them. A registry's `push-concurrent` read
+//! against it says how much its own costs (HTTP, scheduling, metadata) take from the machine.
 //!
 //! Hand-written because it must be nothing more than that: any HTTP server library would add
-//! its own costs to the ceiling. It understands exactly the requests the benchmark client
+//! its own costs to the reference. It understands exactly the requests the benchmark client
 //! sends (`Content-Length` bodies, keep-alive) and refuses anything else.
 
 use std::io::{Read as _, Write as _};
@@ -36,7 +35,7 @@ const MAX_HEAD: usize = 16 << 10;
 /// at the end finds little left to do (what the kernel would otherwise only start at the fsync).
 const WRITEBACK_WINDOW: u64 = 8 << 20;
 
-/// The minimal receiver, listening on loopback until dropped.
+/// The reference receiver, listening on loopback until dropped.
 struct Receiver {
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
@@ -221,7 +220,7 @@ fn receive(
 }
 
 /// `concurrency` monolithic pushes of `size`-byte blobs at once, `repeat` times, against the
-/// minimal receiver; the headline is the median aggregate rate, as in `push-concurrent`.
+/// reference receiver; the headline is the median aggregate rate, as in `push-concurrent`.
 pub async fn concurrent(
     r: &mut ScenarioResult,
     scratch: &Path,
@@ -290,7 +289,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_minimal_receiver_checks_what_it_is_sent() {
+    async fn the_reference_receiver_checks_what_it_is_sent() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = ScenarioResult::new("machine-ingest", None, "t");
         concurrent(&mut r, dir.path(), "t", 3, (1 << 20) + 17, 2)

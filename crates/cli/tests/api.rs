@@ -548,6 +548,48 @@ async fn openapi_document_and_page() {
             }
         }
     }
+    // Content types and parameter types as the handlers send and parse them.
+    let op = |p: &str, m: &str| paths[p][m].clone();
+    let sbom = op("/api/v1/repositories/{name}/-/images/{digest}/sbom", "get");
+    for ty in [
+        "application/vnd.cyclonedx+json",
+        "application/spdx+json",
+        "application/json",
+    ] {
+        assert!(
+            sbom["responses"]["200"]["content"].get(ty).is_some(),
+            "{ty}"
+        );
+    }
+    let vulns = op(
+        "/api/v1/repositories/{name}/-/images/{digest}/vulnerabilities",
+        "get",
+    );
+    assert!(
+        vulns["responses"]["200"]["content"]
+            .get("application/sarif+json")
+            .is_some()
+    );
+    let events = op("/api/v1/scan-events", "get");
+    for p in events["parameters"].as_array().unwrap() {
+        assert_eq!(p["schema"]["type"], "integer", "{p}");
+    }
+    assert!(
+        op("/metrics", "get")["responses"]["200"]["content"]
+            .get("text/plain; version=0.0.4; charset=utf-8")
+            .is_some()
+    );
+    for (schema, field) in [
+        ("PolicyBody", "updated_by"),
+        ("PolicyBody", "updated_at"),
+        ("AllowBody", "created_by"),
+        ("AllowBody", "created_at"),
+    ] {
+        assert_eq!(
+            doc["components"]["schemas"][schema]["properties"][field]["readOnly"], true,
+            "{schema}.{field}"
+        );
+    }
     // Every reference points at a schema the document defines.
     fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         match v {

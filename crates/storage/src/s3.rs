@@ -743,6 +743,10 @@ struct SegmentedRead {
 
 struct Segment {
     chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    /// The range's length, and how much of it has arrived: a channel that closes early (a task
+    /// that panicked) must not end the blob silently short.
+    len: u64,
+    got: u64,
     _task: AbortOnDrop,
 }
 
@@ -770,18 +774,25 @@ impl SegmentedRead {
             loop {
                 read.fill();
                 let segment = read.in_flight.front_mut()?;
-                match segment.chunks.recv().await {
-                    Some(Ok(chunk)) => return Some((Ok(chunk), read)),
-                    Some(Err(e)) => {
-                        // Nothing after a failed segment may be sent: end here.
-                        read.in_flight.clear();
-                        read.rest = 0..0;
-                        return Some((Err(e), read));
+                let failure = match segment.chunks.recv().await {
+                    Some(Ok(chunk)) => {
+                        segment.got += chunk.len() as u64;
+                        return Some((Ok(chunk), read));
                     }
-                    None => {
+                    Some(Err(e)) => e,
+                    None if segment.got == segment.len => {
                         read.in_flight.pop_front();
+                        continue;
                     }
-                }
+                    None => std::io::Error::other(format!(
+                        "reading {}: a {}-byte range ended after {} bytes",
+                        read.key, segment.len, segment.got
+                    )),
+                };
+                // Nothing after a failed segment may be sent: end here.
+                read.in_flight.clear();
+                read.rest = 0..0;
+                return Some((Err(failure), read));
             }
         })
     }
@@ -794,6 +805,7 @@ impl SegmentedRead {
                 .end
                 .min(self.rest.start.saturating_add(READ_SEGMENT));
             let range = self.rest.start..end;
+            let len = end - self.rest.start;
             self.rest.start = end;
             let (tx, rx) = tokio::sync::mpsc::channel(SEGMENT_CHUNKS);
             let task = tokio::spawn(fetch_segment(
@@ -804,6 +816,8 @@ impl SegmentedRead {
             ));
             self.in_flight.push_back(Segment {
                 chunks: rx,
+                len,
+                got: 0,
                 _task: AbortOnDrop(task),
             });
         }

@@ -132,6 +132,11 @@ impl Batch {
     }
 
     fn push(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        // An empty frame (HTTP/2 ends bodies with one) has nothing to write, and a batch of
+        // only empty slices would make `writev` return 0, which reads as a failed write.
+        if chunk.is_empty() {
+            return Ok(());
+        }
         self.len += chunk.len();
         self.chunks.push(chunk);
         if self.len >= WRITE_BATCH || self.chunks.len() >= MAX_BATCH_CHUNKS {

@@ -197,3 +197,31 @@ async fn empty_blob() {
     store.put_blob(&d, body(&[]), 10).await.unwrap();
     assert_eq!(read_all(&store, &d, None).await, b"");
 }
+
+/// Bodies arrive in frames of any size: empty ones (HTTP/2 may end a body with an empty DATA
+/// frame), thousands of tiny ones, and large ones, in any mix; the blob is the bytes in order.
+#[tokio::test]
+async fn frames_of_any_size_including_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    for fsync in [false, true] {
+        let store = FsStore::open(dir.path(), fsync).unwrap();
+        let tiny: Vec<Vec<u8>> = (0..1000u32)
+            .map(|i| i.to_le_bytes()[..3].to_vec())
+            .collect();
+        let big = vec![7u8; 300 << 10];
+        let mut frames: Vec<&[u8]> = vec![b"", b"abc", b"", b""];
+        frames.extend(tiny.iter().map(|t| t.as_slice()));
+        frames.extend([&big[..], b"", b"def", b""]);
+        let bytes: Vec<u8> = frames.concat();
+        let d = Digest::sha256_of(&bytes);
+        assert_eq!(
+            store.put_blob(&d, body(&frames), 1 << 30).await.unwrap(),
+            bytes.len() as u64
+        );
+        assert_eq!(read_all(&store, &d, None).await, bytes);
+        // A body of nothing but empty frames is the empty blob.
+        let e = Digest::sha256_of(b"");
+        store.put_blob(&e, body(&[b"", b""]), 10).await.unwrap();
+        assert_eq!(read_all(&store, &e, None).await, b"");
+    }
+}

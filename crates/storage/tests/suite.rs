@@ -311,9 +311,10 @@ async fn other_algorithm_digests_are_verified(b: Backend) {
     }
 }
 
-/// A blob larger than one ranged GET (S3 reads it 16 MiB at a time, two GETs in flight) reads
-/// back byte-exact, whole and in ranges that start, end or cross at the seams; a reader dropped
-/// half-way leaves nothing in the way of the next.
+/// A blob larger than one ranged GET (S3 reads 16 MiB from the start of the requested range at
+/// a time, two GETs in flight) reads back byte-exact, whole and in ranges of one byte, exactly
+/// one or two GETs, a GET and a byte, and several GETs; a reader dropped half-way leaves
+/// nothing in the way of the next.
 async fn large_blobs_read_back_in_any_range(b: Backend) {
     const SEG: usize = 16 * MIB;
     let len = 2 * SEG + 5 * MIB + 77;
@@ -327,6 +328,8 @@ async fn large_blobs_read_back_in_any_range(b: Backend) {
     assert_eq!(read(s, &d, None, n, None).await, bytes);
     for (start, end) in [
         (0, SEG - 1),
+        (0, 2 * SEG - 1),
+        (0, SEG),
         (SEG - 1, SEG),
         (SEG, 2 * SEG - 1),
         (SEG - 10, 2 * SEG + 10),

@@ -68,10 +68,12 @@ pub struct PolicyBody {
     /// `high`, `medium`, `low`, `negligible` or `unknown`.
     #[serde(default)]
     pub block_severity: Option<String>,
-    /// Read only: when and by whom it was last changed.
-    #[serde(default, skip_deserializing)]
+    /// Read only (ignored in requests): when and by whom it was last changed.
+    #[serde(default)]
+    #[schema(read_only)]
     pub updated_at: Option<i64>,
-    #[serde(default, skip_deserializing)]
+    #[serde(default)]
+    #[schema(read_only)]
     pub updated_by: Option<String>,
 }
 
@@ -84,9 +86,11 @@ pub struct AllowBody {
     /// Unix milliseconds after which the entry no longer applies.
     #[serde(default)]
     pub expires_at: Option<i64>,
-    #[serde(default, skip_deserializing)]
+    #[serde(default)]
+    #[schema(read_only)]
     pub created_by: Option<String>,
-    #[serde(default, skip_deserializing)]
+    #[serde(default)]
+    #[schema(read_only)]
     pub created_at: Option<i64>,
 }
 
@@ -455,6 +459,13 @@ mod doc {
         b.build().into()
     }
 
+    pub fn integer() -> Schema {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .build()
+            .into()
+    }
+
     pub fn path(name: &str, description: &str) -> Parameter {
         ParameterBuilder::new()
             .name(name)
@@ -490,14 +501,15 @@ mod doc {
             .into()
     }
 
-    /// A response: status, description, and the content type and schema of its body.
-    pub type Answer<'a> = (&'a str, &'a str, Option<(&'a str, RefOr<Schema>)>);
+    /// A response: status, description, and the body's content types with their schemas.
+    pub type Answer<'a> = (&'a str, &'a str, Vec<(&'a str, RefOr<Schema>)>);
 
-    /// One operation: its parameters, JSON request body (a schema name), and responses as
-    /// (status, description, content type and schema).
+    /// One operation: who may call it, its parameters, JSON request body (a schema name), and
+    /// responses. Every operation may also answer an error.
     pub struct Op<'a> {
         pub id: &'a str,
         pub summary: &'a str,
+        pub access: &'a str,
         pub params: Vec<Parameter>,
         pub body: Option<&'a str>,
         pub responses: Vec<Answer<'a>>,
@@ -509,6 +521,7 @@ mod doc {
                 .tag("scans")
                 .operation_id(Some(self.id))
                 .summary(Some(self.summary))
+                .description(Some(format!("Access: {}.", self.access)))
                 .parameters(Some(self.params));
             if let Some(s) = self.body {
                 b = b.request_body(Some(
@@ -518,9 +531,9 @@ mod doc {
                         .build(),
                 ));
             }
-            for (status, description, content) in self.responses {
+            for (status, description, contents) in self.responses {
                 let mut r = ResponseBuilder::new().description(description);
-                if let Some((ty, s)) = content {
+                for (ty, s) in contents {
                     r = r.content(ty, Content::new(Some(s)));
                 }
                 b = b.response(status, r.build());
@@ -528,11 +541,8 @@ mod doc {
             b = b.response(
                 "default",
                 ResponseBuilder::new()
-                    .description("an error")
-                    .content(
-                        "application/json",
-                        Content::new(Some(schema("ErrorResponse"))),
-                    )
+                    .description("an error (invalid input, no access, unknown repository or image, image scanning off)")
+                    .content("application/json", Content::new(Some(schema("ErrorResponse"))))
                     .build(),
             );
             b.build()
@@ -546,10 +556,11 @@ mod doc {
 
 impl utoipa::Modify for ScanPaths {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use doc::{Op, add, list_of, object, path, query, schema, string};
+        use doc::{Op, add, integer, list_of, object, path, query, schema, string};
         use utoipa::openapi::path::HttpMethod::{Delete, Get, Post, Put};
 
         const JSON: &str = "application/json";
+        const NOT_ANALYSED: &str = "the image has not been analysed";
         let repo = || path("name", "the repository (slashes included)");
         let digest = || path("digest", "the image manifest's digest");
         let org = || path("org", "the organisation");
@@ -559,16 +570,17 @@ impl utoipa::Modify for ScanPaths {
                 query(
                     "after",
                     "only events after this id (the previous page's `next`)",
-                    string(&[]),
+                    integer(),
                 ),
                 query(
                     "limit",
-                    "events per page, 1 to 1000 (default 100)",
-                    string(&[]),
+                    "events per page (default 100; clamped to 1..1000)",
+                    integer(),
                 ),
             ]
         };
         let image = "/api/v1/repositories/{name}/-/images/{digest}";
+        let read = "read access to the repository";
 
         add(
             openapi,
@@ -577,9 +589,10 @@ impl utoipa::Modify for ScanPaths {
             Op {
                 id: "scan_status",
                 summary: "An image's analysis: queued, running, done or failed, with its findings' counts",
+                access: read,
                 params: vec![repo(), digest()],
                 body: None,
-                responses: vec![("200", "the analysis status", Some((JSON, object())))],
+                responses: vec![("200", "the analysis status", vec![(JSON, object())])],
             },
         );
         add(
@@ -588,13 +601,14 @@ impl utoipa::Modify for ScanPaths {
             Post,
             Op {
                 id: "scan_image",
-                summary: "Queues an analysis of the image (write access)",
+                summary: "Queues an analysis of the image",
+                access: "write access to the repository",
                 params: vec![repo(), digest()],
                 body: None,
                 responses: vec![(
                     "202",
                     "queued (`queued` is false when it already was)",
-                    Some((JSON, object())),
+                    vec![(JSON, object())],
                 )],
             },
         );
@@ -605,13 +619,14 @@ impl utoipa::Modify for ScanPaths {
             Op {
                 id: "image_sbom",
                 summary: "The image's software bill of materials",
+                access: read,
                 params: vec![
                     repo(),
                     digest(),
                     query(
                         "format",
-                        "the document's format (default cyclonedx)",
-                        string(&["cyclonedx", "spdx", "berth"]),
+                        "the document's format (default cyclonedx; `json` is `berth`)",
+                        string(&["cyclonedx", "spdx", "berth", "json"]),
                     ),
                 ],
                 body: None,
@@ -619,9 +634,13 @@ impl utoipa::Modify for ScanPaths {
                     (
                         "200",
                         "CycloneDX 1.6, SPDX 2.3 or Berth's own inventory",
-                        Some(("application/vnd.cyclonedx+json", object())),
+                        vec![
+                            ("application/vnd.cyclonedx+json", object()),
+                            ("application/spdx+json", object()),
+                            (JSON, object()),
+                        ],
                     ),
-                    ("404", "the image has not been analysed", None),
+                    ("404", NOT_ANALYSED, vec![(JSON, schema("ErrorResponse"))]),
                 ],
             },
         );
@@ -632,6 +651,7 @@ impl utoipa::Modify for ScanPaths {
             Op {
                 id: "image_vulnerabilities",
                 summary: "The image's vulnerabilities, matched against the current database",
+                access: read,
                 params: vec![
                     repo(),
                     digest(),
@@ -645,10 +665,10 @@ impl utoipa::Modify for ScanPaths {
                 responses: vec![
                     (
                         "200",
-                        "the report, or SARIF 2.1.0 (`application/sarif+json`)",
-                        Some((JSON, object())),
+                        "the report, or SARIF 2.1.0",
+                        vec![(JSON, object()), ("application/sarif+json", object())],
                     ),
-                    ("404", "the image has not been analysed", None),
+                    ("404", NOT_ANALYSED, vec![(JSON, schema("ErrorResponse"))]),
                 ],
             },
         );
@@ -659,12 +679,13 @@ impl utoipa::Modify for ScanPaths {
             Op {
                 id: "repository_scan_events",
                 summary: "Vulnerabilities that appeared or were resolved in the repository's images when the database changed",
+                access: read,
                 params: [vec![repo()], page()].concat(),
                 body: None,
                 responses: vec![(
                     "200",
                     "a page of events",
-                    Some((JSON, schema("ScanEventPage"))),
+                    vec![(JSON, schema("ScanEventPage"))],
                 )],
             },
         );
@@ -674,24 +695,33 @@ impl utoipa::Modify for ScanPaths {
             Get,
             Op {
                 id: "scan_events",
-                summary: "Every repository's scan events (site administrators)",
+                summary: "Every repository's scan events",
+                access: "site administrators",
                 params: page(),
                 body: None,
                 responses: vec![(
                     "200",
                     "a page of events",
-                    Some((JSON, schema("ScanEventPage"))),
+                    vec![(JSON, schema("ScanEventPage"))],
                 )],
             },
         );
 
-        for (scope, param, who) in [
+        for (scope, param, who, read_access, admin_access) in [
             (
                 "/api/v1/repositories/{name}/-/scan-policy",
                 repo(),
                 "repository",
+                read,
+                "admin access to the repository",
             ),
-            ("/api/v1/orgs/{org}/scan-policy", org(), "organisation"),
+            (
+                "/api/v1/orgs/{org}/scan-policy",
+                org(),
+                "organisation",
+                "administrators of the organisation (and site administrators)",
+                "administrators of the organisation (and site administrators)",
+            ),
         ] {
             let id = |verb: &str| format!("{verb}_{who}_scan_policy");
             add(
@@ -701,9 +731,10 @@ impl utoipa::Modify for ScanPaths {
                 Op {
                     id: &id("get"),
                     summary: "The scanning and pull policy (null fields are inherited)",
+                    access: read_access,
                     params: vec![param.clone()],
                     body: None,
-                    responses: vec![("200", "the policy", Some((JSON, schema("PolicyBody"))))],
+                    responses: vec![("200", "the policy", vec![(JSON, schema("PolicyBody"))])],
                 },
             );
             add(
@@ -712,13 +743,14 @@ impl utoipa::Modify for ScanPaths {
                 Put,
                 Op {
                     id: &id("put"),
-                    summary: "Sets the scanning and pull policy (administrators)",
+                    summary: "Sets the scanning and pull policy",
+                    access: admin_access,
                     params: vec![param.clone()],
                     body: Some("PolicyBody"),
                     responses: vec![(
                         "200",
                         "the policy as stored",
-                        Some((JSON, schema("PolicyBody"))),
+                        vec![(JSON, schema("PolicyBody"))],
                     )],
                 },
             );
@@ -730,9 +762,10 @@ impl utoipa::Modify for ScanPaths {
                 Op {
                     id: &id("list_allowed_in"),
                     summary: "The vulnerabilities the pull policy lets through",
+                    access: read_access,
                     params: vec![param.clone()],
                     body: None,
-                    responses: vec![("200", "the allow-list", Some((JSON, list_of("AllowBody"))))],
+                    responses: vec![("200", "the allow-list", vec![(JSON, list_of("AllowBody"))])],
                 },
             );
             add(
@@ -742,9 +775,10 @@ impl utoipa::Modify for ScanPaths {
                 Op {
                     id: &id("allow_in"),
                     summary: "Lets a vulnerability through the pull policy, with a reason and an optional expiry",
+                    access: admin_access,
                     params: vec![param.clone()],
                     body: Some("AllowBody"),
-                    responses: vec![("201", "the entry", Some((JSON, schema("AllowBody"))))],
+                    responses: vec![("201", "the entry", vec![(JSON, schema("AllowBody"))])],
                 },
             );
             add(
@@ -754,9 +788,17 @@ impl utoipa::Modify for ScanPaths {
                 Op {
                     id: &id("disallow_in"),
                     summary: "Removes an allow-list entry",
+                    access: admin_access,
                     params: vec![param, entry()],
                     body: None,
-                    responses: vec![("204", "removed", None), ("404", "no such entry", None)],
+                    responses: vec![
+                        ("204", "removed", vec![]),
+                        (
+                            "404",
+                            "no such entry",
+                            vec![(JSON, schema("ErrorResponse"))],
+                        ),
+                    ],
                 },
             );
         }
@@ -767,13 +809,17 @@ impl utoipa::Modify for ScanPaths {
             Get,
             Op {
                 id: "metrics",
-                summary: "Prometheus metrics: vulnerability database freshness per feed, the analysis queue, images waiting to be matched again (site administrators)",
+                summary: "Prometheus metrics: vulnerability database freshness per feed, the analysis queue, images waiting to be matched again",
+                access: "site administrators (a monitoring robot uses a site administrator's access token)",
                 params: vec![],
                 body: None,
                 responses: vec![(
                     "200",
                     "the Prometheus text exposition format",
-                    Some(("text/plain; version=0.0.4", string(&[]).into())),
+                    vec![(
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        string(&[]).into(),
+                    )],
                 )],
             },
         );
