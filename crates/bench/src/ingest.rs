@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use futures::future::try_join_all;
 use sha2::Digest as _;
 
 use crate::blob::BlobSpec;
 use crate::client::Http;
 use crate::report::{Meter, ScenarioResult, median};
+use crate::scenarios::push_in_rounds;
 
 const BUFFER: usize = 256 << 10;
 const MAX_HEAD: usize = 16 << 10;
@@ -245,17 +245,7 @@ pub async fn concurrent(
         .collect();
     let meter = Meter::start(&None);
     let t0 = Instant::now();
-    let mut samples = Vec::new();
-    for round in blobs.chunks(n) {
-        let t = Instant::now();
-        try_join_all(
-            round
-                .iter()
-                .map(|(spec, digest)| http.push_monolithic("ingest", spec, digest)),
-        )
-        .await?;
-        samples.push((n as u64 * size) as f64 / 1e6 / t.elapsed().as_secs_f64());
-    }
+    let samples = push_in_rounds(&http, "ingest", &blobs, n).await?;
     meter.stop(r);
     r.transfer(size * blobs.len() as u64, t0.elapsed().as_secs_f64());
     r.metric = median(&samples);

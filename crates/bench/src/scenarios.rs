@@ -173,17 +173,7 @@ impl Ctx {
         let size = self.args.concurrent_blob_size;
         let blobs = self.blobs(n * self.args.repeat, size);
         let m = Meter::start(&self.server);
-        let mut samples = Vec::new();
-        for round in blobs.chunks(n) {
-            let t = Instant::now();
-            try_join_all(
-                round
-                    .iter()
-                    .map(|(spec, digest)| self.http.push_monolithic(&repo, spec, digest)),
-            )
-            .await?;
-            samples.push((n as u64 * size) as f64 / 1e6 / t.elapsed().as_secs_f64());
-        }
+        let samples = push_in_rounds(&self.http, &repo, &blobs, n).await?;
         let secs = m.stop(r);
         r.transfer(size * blobs.len() as u64, secs);
         r.metric = median(&samples);
@@ -582,4 +572,27 @@ async fn push_image(http: &Http, repo: &str, seed: u64) -> Result<Bytes> {
         }],
     });
     Ok(Bytes::from(serde_json::to_vec(&manifest)?))
+}
+
+/// Pushes `blobs` monolithically, `n` at a time (each round ends when its last push is
+/// answered); returns each round's aggregate MB/s.
+pub(crate) async fn push_in_rounds(
+    http: &Http,
+    repo: &str,
+    blobs: &[(BlobSpec, String)],
+    n: usize,
+) -> Result<Vec<f64>> {
+    let mut samples = Vec::new();
+    for round in blobs.chunks(n.max(1)) {
+        let bytes: u64 = round.iter().map(|(spec, _)| spec.size()).sum();
+        let t = Instant::now();
+        try_join_all(
+            round
+                .iter()
+                .map(|(spec, digest)| http.push_monolithic(repo, spec, digest)),
+        )
+        .await?;
+        samples.push(bytes as f64 / 1e6 / t.elapsed().as_secs_f64());
+    }
+    Ok(samples)
 }
