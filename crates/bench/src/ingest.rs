@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use berth_storage::start_writeback;
 use sha2::Digest as _;
 
 use crate::blob::BlobSpec;
@@ -257,21 +258,6 @@ pub async fn concurrent(
     drop(http);
     drop(receiver);
     Ok(())
-}
-
-/// Asks the kernel to start writing a range of the file without waiting for it.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range reads only its integer arguments; the descriptor is valid for
-    // the lifetime of `file`.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as i64,
-            len as i64,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
 }
 
 #[cfg(test)]

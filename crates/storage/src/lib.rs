@@ -18,6 +18,7 @@ use futures::Stream;
 pub use fs::{FsStore, MappedBlob};
 pub use s3::{MIN_PART_SIZE, S3Config, S3Store};
 pub use store::{BlobReader, BlobStore};
+pub use stream::start_writeback;
 
 /// A request body on its way to storage. Errors are the client's (disconnects, timeouts).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

@@ -743,8 +743,8 @@ struct SegmentedRead {
 
 struct Segment {
     chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    /// The range's length, and how much of it has arrived: a channel that closes early (a task
-    /// that panicked) must not end the blob silently short.
+    /// The range's length, and how much of it has arrived: a channel that closes early (a body
+    /// that ended short, a task that panicked) must not end the blob silently short.
     len: u64,
     got: u64,
     _task: AbortOnDrop,
@@ -824,8 +824,9 @@ impl SegmentedRead {
     }
 }
 
-/// One ranged GET, its body sent chunk by chunk to `tx`. A body shorter or longer than the
-/// range ends with an error rather than a silently short blob.
+/// One ranged GET, its body sent chunk by chunk to `tx`. A body longer than the range ends with
+/// an error before the extra bytes go out; one that ends short is caught by the reader, which
+/// counts what each segment delivered.
 async fn fetch_segment(
     store: Arc<AmazonS3>,
     key: Path,
@@ -846,23 +847,19 @@ async fn fetch_segment(
     };
     let mut got = 0u64;
     while let Some(item) = body.next().await {
-        let item = item.map_err(std::io::Error::other);
-        if let Ok(chunk) = &item {
-            got += chunk.len() as u64;
-            if got > want {
-                break;
+        let item = match item {
+            Ok(chunk) if got + chunk.len() as u64 > want => Err(std::io::Error::other(format!(
+                "object store sent more than the {want}-byte range of {key}"
+            ))),
+            Ok(chunk) => {
+                got += chunk.len() as u64;
+                Ok(chunk)
             }
-        }
+            Err(e) => Err(std::io::Error::other(e)),
+        };
         let failed = item.is_err();
         if tx.send(item).await.is_err() || failed {
             return;
         }
-    }
-    if got != want {
-        let _ = tx
-            .send(Err(std::io::Error::other(format!(
-                "object store sent {got} bytes of a {want}-byte range of {key}"
-            ))))
-            .await;
     }
 }

@@ -178,8 +178,9 @@ impl Batch {
 }
 
 /// Asks the kernel to start writing a range of the file to disk without waiting for it.
-/// Advisory: a failure only means the final fsync has more to do.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+/// Advisory: a failure only means the final fsync has more to do. Public for the benchmark's
+/// reference receiver (`berth bench --scenarios machine-ingest`), which must write as uploads do.
+pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: sync_file_range only reads its integer arguments; the descriptor is valid for the
     // lifetime of `file`.
