@@ -103,9 +103,18 @@ fn main() -> anyhow::Result<ExitCode> {
     // glibc gives each thread that allocates its own arena, up to eight per core; with many
     // concurrent uploads that multiplies resident memory for no gain. Two arenas are plenty
     // for a server whose hot paths allocate little.
+    //
+    // Fixed thresholds instead of glibc's moving ones: buffers of up to 4 MiB (socket reads,
+    // body chunks in flight) come from the arenas rather than from mmap, and an arena keeps up
+    // to 16 MiB of free memory at its top instead of handing it back at once. Otherwise the
+    // same few MiB are returned to the kernel and faulted in again over and over during
+    // uploads: 8 concurrent pushes spent ~5% of their CPU on those page faults (more on a
+    // virtual machine), measured in docs/performance.md.
     // SAFETY: called before any other thread exists; mallopt only adjusts allocator settings.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
