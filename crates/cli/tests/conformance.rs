@@ -333,8 +333,9 @@ async fn base_endpoint(t: Ctx) {
     );
     let r = t.get("/v2").await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = t.get("/v2/no/such/endpoint").await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    t.get("/v2/no/such/endpoint")
+        .await
+        .oci_error(404, "UNSUPPORTED");
 }
 
 async fn monolithic_blob_push_and_pull(t: Ctx) {
@@ -380,8 +381,31 @@ async fn monolithic_blob_push_and_pull(t: Ctx) {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    r.oci_error(416, "SIZE_INVALID");
     assert_eq!(r.header("content-range"), Some("bytes */10"));
+    // A malformed Range is ignored (RFC 9110): the whole blob, 200.
+    for bad in [
+        "bytes=abc",
+        "bytes=4-2",
+        "lines=0-1",
+        "bytes=0-1,3-4x",
+        "bytes",
+    ] {
+        let r = t
+            .req(
+                Method::GET,
+                &format!("/v2/acme/app/blobs/{d}"),
+                &[("range", bad)],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (StatusCode::OK, &data[..]),
+            "{bad}"
+        );
+        assert_eq!(r.header("content-range"), None, "{bad}");
+    }
     // Another repository cannot see it.
     t.get(&format!("/v2/other/app/blobs/{d}"))
         .await
@@ -553,7 +577,7 @@ async fn chunked_upload(t: Ctx) {
             Some(b.to_vec()),
         )
         .await;
-    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    r.oci_error(416, "SIZE_INVALID");
     // Streamed chunk without Content-Range.
     let r = t.req(Method::PATCH, &loc, &[], Some(b.to_vec())).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -837,7 +861,7 @@ async fn manifest_validation(t: Ctx) {
             &serde_json::to_vec(&big).unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    r.oci_error(413, "SIZE_INVALID");
     // Index referencing an unknown manifest; then a valid two-platform index.
     let d1 = sha256(&m);
     assert_eq!(
@@ -1109,6 +1133,91 @@ async fn deletes(t: Ctx) {
         StatusCode::CREATED
     );
     assert_eq!(t.get("/v2/acme/del/manifests/b").await.body, m);
+}
+
+/// What a manifest of the repository references cannot be deleted from under it (as Zot
+/// answers: 405 DENIED): not a blob, and not a manifest that an index lists. Top down works.
+async fn referenced_content_is_not_deleted(t: Ctx) {
+    let repo = "acme/keep";
+    let m = t.image(repo, "1").await;
+    let md = sha256(&m);
+    t.put_manifest(repo, "v1", OCI_MANIFEST, &m).await;
+    let v: Value = serde_json::from_slice(&m).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let config = v["config"]["digest"].as_str().unwrap().to_owned();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": md, "size": m.len()}],
+    }))
+    .unwrap();
+    let id = sha256(&index);
+    t.put_manifest(repo, "multi", OCI_INDEX, &index).await;
+    let ctx = &t;
+    let delete = move |path: String| async move { ctx.req(Method::DELETE, &path, &[], None).await };
+    for blob in [&layer, &config] {
+        let r = delete(format!("/v2/{repo}/blobs/{blob}")).await;
+        r.oci_error(405, "DENIED");
+        assert_eq!(r.json()["errors"][0]["detail"]["digest"], blob.as_str());
+        assert_eq!(r.json()["errors"][0]["detail"]["referencedBy"], md);
+    }
+    let r = delete(format!("/v2/{repo}/manifests/{md}")).await;
+    r.oci_error(405, "DENIED");
+    assert_eq!(r.json()["errors"][0]["detail"]["referencedBy"], id);
+    // Nothing was lost; deleting a tag of the child is still allowed.
+    assert_eq!(
+        t.get(&format!("/v2/{repo}/blobs/{layer}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(t.get(&format!("/v2/{repo}/manifests/{md}")).await.body, m);
+    assert_eq!(
+        delete(format!("/v2/{repo}/manifests/v1")).await.status,
+        StatusCode::ACCEPTED
+    );
+    for path in [
+        format!("/v2/{repo}/manifests/{id}"),
+        format!("/v2/{repo}/manifests/{md}"),
+        format!("/v2/{repo}/blobs/{layer}"),
+        format!("/v2/{repo}/blobs/{config}"),
+    ] {
+        assert_eq!(
+            delete(path.clone()).await.status,
+            StatusCode::ACCEPTED,
+            "{path}"
+        );
+    }
+    t.get(&format!("/v2/{repo}/blobs/{layer}"))
+        .await
+        .oci_error(404, "BLOB_UNKNOWN");
+}
+
+/// A manifest pushed under a sha512 digest is stored, served and deleted under that digest.
+async fn sha512_manifests(t: Ctx) {
+    let repo = "acme/s512";
+    let m = t.image(repo, "1").await;
+    let d = format!("sha512:{}", hex::encode(sha2::Sha512::digest(&m)));
+    let r = t.put_manifest(repo, &d, OCI_MANIFEST, &m).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    let r = t.get(&format!("/v2/{repo}/manifests/{d}")).await;
+    assert_eq!((r.status, r.body.as_slice()), (StatusCode::OK, &m[..]));
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    // The bytes must hash to the digest in the reference, whatever the algorithm.
+    let wrong = format!("sha512:{}", hex::encode(sha2::Sha512::digest(b"other")));
+    t.put_manifest(repo, &wrong, OCI_MANIFEST, &m)
+        .await
+        .oci_error(400, "DIGEST_INVALID");
+    let r = t
+        .req(
+            Method::DELETE,
+            &format!("/v2/{repo}/manifests/{d}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    t.get(&format!("/v2/{repo}/manifests/{d}"))
+        .await
+        .oci_error(404, "MANIFEST_UNKNOWN");
 }
 
 async fn referrers(t: Ctx) {
@@ -1419,6 +1528,8 @@ conformance!(
     tags_and_pagination,
     catalog,
     deletes,
+    referenced_content_is_not_deleted,
+    sha512_manifests,
     referrers,
     repository_names,
     unsupported_methods,

@@ -38,6 +38,12 @@ pub enum MetaError {
     Unavailable(#[source] sqlx::Error),
     #[error("{0}")]
     Conflict(String),
+    /// A blob or manifest that a manifest of the repository still references.
+    #[error("{digest} is referenced by manifest {by}")]
+    Referenced { digest: String, by: String },
+    /// The disk under the database is full (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`).
+    #[error("the metadata database's disk is full: {0}")]
+    Full(#[source] sqlx::Error),
     #[error("metadata database error: {0}")]
     Db(#[source] sqlx::Error),
     #[error("metadata migration failed: {0}")]
@@ -57,6 +63,9 @@ impl From<sqlx::Error> for MetaError {
             sqlx::Error::Database(ref db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
                 MetaError::Unavailable(e)
             }
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| is_disk_full_code(&c)) => {
+                MetaError::Full(e)
+            }
             e => MetaError::Db(e),
         }
     }
@@ -68,6 +77,13 @@ impl From<sqlx::Error> for MetaError {
 /// match.
 fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// The disk is full: PostgreSQL's SQLSTATE 53100 (`disk_full`), or SQLite's result code 13
+/// (`SQLITE_FULL`, which SQLite returns when a write fails with `ENOSPC`; it has no extended
+/// forms). The two cannot be confused: SQLSTATEs are five characters long.
+fn is_disk_full_code(code: &str) -> bool {
+    matches!(code, "53100" | "13")
 }
 
 /// PostgreSQL SQLSTATEs for a transaction that lost a race with a concurrent one and is worth
@@ -480,17 +496,39 @@ impl MetaStore {
     }
 
     /// Removes a repository's link to a blob. The bytes stay until garbage collection finds no
-    /// link and no manifest referencing them.
+    /// link and no manifest referencing them. Refused with [`MetaError::Referenced`] while a
+    /// manifest of the repository references the blob: the manifest would point at nothing.
     pub async fn unlink_blob(&self, repo: &str, digest: &str) -> Result<bool> {
         let _g = self.gate().await;
-        let done = sqlx::query(
-            "DELETE FROM repo_blobs WHERE digest = $2 AND repo_id = (SELECT id FROM repositories WHERE name = $1)",
-        )
-        .bind(repo)
-        .bind(digest)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        self.retrying(|| self.unlink_blob_once(repo, digest)).await
+    }
+
+    async fn unlink_blob_once(&self, repo: &str, digest: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(repo_id) = repo_id(&mut tx, repo).await? else {
+            return Ok(false);
+        };
+        // The link goes first, the check after it. On PostgreSQL a push that is storing a
+        // manifest holds a share lock on this link until it commits, so the delete waits for it
+        // and the check then sees its references; a push that starts later finds the link
+        // locked, then gone. (SQLite's writers are serialised by the gate.)
+        let done = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(by) = referenced_by(&mut tx, repo_id, digest).await? {
+            tx.rollback().await?;
+            return Err(MetaError::Referenced {
+                digest: digest.to_owned(),
+                by,
+            });
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Stores a manifest (and optionally tags it) after checking, in the same transaction, that
@@ -711,6 +749,15 @@ impl MetaStore {
             if found.is_none() {
                 return Ok(None);
             }
+        }
+        // An index of the repository that lists this manifest keeps it. (On PostgreSQL the lock
+        // above waits for a push of such an index, which holds a share lock on this row.)
+        if let Some(by) = referenced_by(&mut tx, repo_id, digest).await? {
+            tx.rollback().await?;
+            return Err(MetaError::Referenced {
+                digest: digest.to_owned(),
+                by,
+            });
         }
         let tags: Vec<String> =
             sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
@@ -937,6 +984,27 @@ async fn repo_id(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Option<i6
             None => None,
         },
     )
+}
+
+/// A manifest of the repository, other than `digest` itself, that references `digest` (as its
+/// config, a layer, or a child of an index).
+async fn referenced_by(
+    conn: &mut sqlx::AnyConnection,
+    repo_id: i64,
+    digest: &str,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT manifest_digest FROM manifest_refs WHERE repo_id = $1 AND child_digest = $2 \
+         AND manifest_digest <> $2 ORDER BY manifest_digest LIMIT 1",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
 }
 
 /// Points `tag` at `digest` and says what changed. A compare-and-swap, so that what it reports is

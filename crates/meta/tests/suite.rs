@@ -377,7 +377,15 @@ async fn concurrent_pushes_and_deletes(store: MetaStore) {
                             Err(MetaError::BlobUnknown(d)) => assert_eq!(d, B2),
                             Err(e) => panic!("{e:?}"),
                         }
-                        s.unlink_blob("r", B2).await.unwrap();
+                        // Refused while M2 references B2; then M2 goes first.
+                        match s.unlink_blob("r", B2).await {
+                            Ok(_) => {}
+                            Err(MetaError::Referenced { digest, by }) => {
+                                assert_eq!((digest.as_str(), by.as_str()), (B2, M2));
+                                s.delete_manifest("r", M2).await.unwrap();
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
                         s.link_blob("r", B2, 2).await.unwrap();
                     }
                 }
@@ -387,10 +395,13 @@ async fn concurrent_pushes_and_deletes(store: MetaStore) {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    // Every remaining tag resolves to a stored manifest.
+    // Every remaining tag resolves to a stored manifest, and a stored M2 still has its blob.
     for tag in store.list_tags("r", None, 10).await.unwrap().unwrap() {
         let d = store.resolve_tag("r", &tag).await.unwrap().unwrap();
         assert!(store.get_manifest("r", &d).await.unwrap().is_some());
+    }
+    if store.get_manifest("r", M2).await.unwrap().is_some() {
+        assert!(store.blob_entry("r", B2).await.unwrap().is_some());
     }
 }
 
@@ -885,6 +896,53 @@ async fn scan_records(store: MetaStore) {
     );
 }
 
+/// A blob or manifest that a manifest of the repository references cannot be deleted until that
+/// manifest is; a manifest's references in another repository do not count.
+async fn referenced_content_is_not_deleted(store: MetaStore) {
+    for repo in ["r", "other"] {
+        store.link_blob(repo, B1, 1).await.unwrap();
+        store
+            .put_manifest(repo, &manifest(M1, &[B1], &[], None), Some("v1"))
+            .await
+            .unwrap();
+    }
+    store
+        .put_manifest("r", &manifest(IDX, &[], &[M1], None), Some("multi"))
+        .await
+        .unwrap();
+    let referenced = |e: MetaError, digest: &str, by: &str| match e {
+        MetaError::Referenced { digest: d, by: b } => {
+            assert_eq!((d.as_str(), b.as_str()), (digest, by))
+        }
+        e => panic!("{e:?}"),
+    };
+    referenced(store.unlink_blob("r", B1).await.unwrap_err(), B1, M1);
+    referenced(store.delete_manifest("r", M1).await.unwrap_err(), M1, IDX);
+    // Nothing was changed by the refusals.
+    assert!(store.blob_entry("r", B1).await.unwrap().is_some());
+    assert_eq!(
+        store.resolve_tag("r", "v1").await.unwrap().as_deref(),
+        Some(M1)
+    );
+    // In the other repository nothing references M1: it goes, and then its blob may go.
+    assert_eq!(
+        store.delete_manifest("other", M1).await.unwrap().unwrap(),
+        ["v1"]
+    );
+    assert!(store.unlink_blob("other", B1).await.unwrap());
+    // Top down in "r": the index, then the manifest, then the blob.
+    assert_eq!(
+        store.delete_manifest("r", IDX).await.unwrap().unwrap(),
+        ["multi"]
+    );
+    assert_eq!(
+        store.delete_manifest("r", M1).await.unwrap().unwrap(),
+        ["v1"]
+    );
+    assert!(store.unlink_blob("r", B1).await.unwrap());
+    assert!(!store.unlink_blob("r", B1).await.unwrap());
+}
+
 macro_rules! suite {
     ($($backend:ident),*: $tests:tt) => {
         $( suite!(@backend $backend $tests); )*
@@ -911,6 +969,7 @@ suite!(sqlite, postgres: [
     concurrent_links_and_mounts,
     concurrent_tag_pushes,
     concurrent_pushes_and_deletes,
+    referenced_content_is_not_deleted,
     failed_and_cancelled_writes_release_the_database,
     blob_locations,
     leases,

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// Not in the OCI spec: CNCF Distribution's code for a 503, which clients already know.
     Unavailable,
+    /// Not in the OCI spec: CNCF Distribution's code for a failure of the registry itself (a
+    /// 500), which clients already know.
+    Unknown,
 }
 
 impl ErrorCode {
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unknown => "UNKNOWN",
         }
     }
 
@@ -63,6 +67,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Unknown => 500,
         }
     }
 
@@ -86,6 +91,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::Unavailable => "service unavailable",
+            ErrorCode::Unknown => "unknown error",
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum RegistryError {
     Unsupported(String),
     #[error("storage is full")]
     StorageFull,
+    /// A delete of a blob or manifest that a manifest of the repository still references.
+    #[error("{digest} is referenced by manifest {by}; delete that manifest first")]
+    Referenced { digest: String, by: String },
     #[error("a backing service is unavailable: {0}")]
     Unavailable(String),
     #[error("the request body ended early: {0}")]
@@ -52,6 +55,8 @@ impl From<MetaError> for RegistryError {
                 RegistryError::ManifestBlobUnknown(d)
             }
             MetaError::Unavailable(e) => RegistryError::Unavailable(e.to_string()),
+            MetaError::Full(_) => RegistryError::StorageFull,
+            MetaError::Referenced { digest, by } => RegistryError::Referenced { digest, by },
             e => RegistryError::Internal(e.to_string()),
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use berth_meta::{MetaStore, NewManifest, TagChange};
+use berth_meta::{MetaError, MetaStore, NewManifest, TagChange};
 use berth_oci::{Digest, Manifest, Reference, RepoName, Tag};
 use berth_storage::{BlobReader, BlobStore, ByteStream, StorageError, UploadCursor};
 use bytes::Bytes;
@@ -299,7 +299,12 @@ impl Registry {
             .is_none()
         {
             tracing::error!(%digest, "blob is linked in metadata but missing from storage");
-            self.meta.unlink_blob(repo.as_str(), &d).await?;
+            // The link goes unless a manifest still references the blob; either way the blob
+            // is unknown to the caller.
+            match self.meta.unlink_blob(repo.as_str(), &d).await {
+                Ok(_) | Err(MetaError::Referenced { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             return Ok(None);
         }
         Ok(Some(size))

@@ -99,6 +99,14 @@ impl From<MetaError> for ApiErr {
     fn from(e: MetaError) -> ApiErr {
         match e {
             MetaError::Conflict(m) => ApiErr::new(StatusCode::CONFLICT, "conflict", m),
+            MetaError::Full(_) => {
+                tracing::error!(error = %e, "metadata database's disk is full");
+                ApiErr::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the registry's storage is full",
+                )
+            }
             MetaError::Unavailable(_) => {
                 tracing::error!(error = %e, "metadata database unavailable");
                 ApiErr::new(

@@ -78,6 +78,13 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(C::BlobUploadInvalid, "the registry's storage is full")
                     .with_status(StatusCode::INSUFFICIENT_STORAGE)
             }
+            // As Zot answers: the registry does support deletes, but not of this one now.
+            RegistryError::Referenced { ref digest, ref by } => {
+                let detail = serde_json::json!({ "digest": digest, "referencedBy": by });
+                ApiError::new(C::Denied, msg)
+                    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+                    .with_detail(detail)
+            }
             RegistryError::Unavailable(_) => {
                 tracing::error!(error = %msg, "backing service unavailable");
                 ApiError::new(
@@ -89,7 +96,7 @@ impl From<RegistryError> for ApiError {
             }
             RegistryError::Internal(_) => {
                 tracing::error!(error = %msg, "internal error");
-                ApiError::new(C::Unsupported, "internal error")
+                ApiError::new(C::Unknown, "internal error")
                     .with_status(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }

@@ -95,7 +95,7 @@ async fn route(state: &AppState, req: Request) -> Result<Response> {
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest).to_owned();
     let Some(route) = parse_v2_path(&rest) else {
-        return Err(ApiError::new(ErrorCode::NameInvalid, "no such endpoint")
+        return Err(ApiError::new(ErrorCode::Unsupported, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND));
     };
     let q = query(&req);
