@@ -11,6 +11,9 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
@@ -70,43 +73,44 @@ async fn push_blob(
 }
 
 /// Checks every promise a crash must not break, through the API and on disk:
-/// every tag resolves to a manifest, every manifest's blobs are readable and hash to their
-/// digests, and every stored blob file holds exactly the bytes its name says.
+/// every tag resolves to a manifest, every manifest reached from a tag (and every child of an
+/// index, and every referrer of each) is stored with bytes that hash to its digest, every blob
+/// they reference is readable and hashes to its digest, and every stored blob file holds exactly
+/// the bytes its name says. Returns how many tags were checked.
 async fn check_invariants(c: &Client, server: &TestServer) -> usize {
+    const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+                          application/vnd.oci.image.index.v1+json";
     let base = server.url();
-    let repos: Value = c
-        .get(format!("{base}/v2/_catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut manifests = 0;
+    let get_json = |url: String| async move {
+        let r = c.get(url).header("accept", ACCEPT).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()
+    };
+    let repos = get_json(format!("{base}/v2/_catalog")).await;
+    let mut tagged = 0;
     for repo in repos["repositories"].as_array().unwrap() {
         let repo = repo.as_str().unwrap();
-        let tags: Value = c
-            .get(format!("{base}/v2/{repo}/tags/list"))
-            .send()
-            .await
+        let tags = get_json(format!("{base}/v2/{repo}/tags/list")).await;
+        // References still to check, and the digests already checked.
+        let mut todo: Vec<String> = tags["tags"]
+            .as_array()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for tag in tags["tags"].as_array().unwrap() {
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        tagged += todo.len();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(reference) = todo.pop() {
             let r = c
-                .get(format!(
-                    "{base}/v2/{repo}/manifests/{}",
-                    tag.as_str().unwrap()
-                ))
-                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .get(format!("{base}/v2/{repo}/manifests/{reference}"))
+                .header("accept", ACCEPT)
                 .send()
                 .await
                 .unwrap();
             assert_eq!(
                 r.status(),
                 StatusCode::OK,
-                "tag {repo}:{tag} points at a missing manifest"
+                "{repo}:{reference} points at a missing manifest"
             );
             let digest = r.headers()["docker-content-digest"]
                 .to_str()
@@ -118,10 +122,20 @@ async fn check_invariants(c: &Client, server: &TestServer) -> usize {
                 digest,
                 "manifest bytes do not match their digest"
             );
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
             let m: Value = serde_json::from_slice(&body).unwrap();
-            let mut refs = vec![m["config"].clone()];
-            refs.extend(m["layers"].as_array().unwrap().iter().cloned());
-            for d in refs {
+            // An index: its children must be there too.
+            for child in m["manifests"].as_array().into_iter().flatten() {
+                todo.push(child["digest"].as_str().unwrap().to_owned());
+            }
+            let blobs = m["config"]
+                .is_object()
+                .then(|| m["config"].clone())
+                .into_iter()
+                .chain(m["layers"].as_array().into_iter().flatten().cloned());
+            for d in blobs {
                 let d = d["digest"].as_str().unwrap();
                 let r = c
                     .get(format!("{base}/v2/{repo}/blobs/{d}"))
@@ -139,7 +153,11 @@ async fn check_invariants(c: &Client, server: &TestServer) -> usize {
                     "blob {d} holds the wrong bytes"
                 );
             }
-            manifests += 1;
+            // Every referrer listed for it is stored.
+            let referrers = get_json(format!("{base}/v2/{repo}/referrers/{digest}")).await;
+            for r in referrers["manifests"].as_array().unwrap() {
+                todo.push(r["digest"].as_str().unwrap().to_owned());
+            }
         }
     }
     check_blob_files(
@@ -149,7 +167,7 @@ async fn check_invariants(c: &Client, server: &TestServer) -> usize {
             .join("blobs")
             .join("sha256"),
     );
-    manifests
+    tagged
 }
 
 fn check_blob_files(dir: &Path) {
@@ -256,9 +274,17 @@ async fn kill9_during_uploads_leaves_no_partial_blob() {
     );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&blob[..4_000_000]).await.unwrap();
+    // And a PATCH of the session cut off half-way.
+    let mut p = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {}\r\ncontent-length: 3000000\r\n\r\n",
+        client_auth(),
+    );
+    p.write_all(head.as_bytes()).await.unwrap();
+    p.write_all(&blob[2_000_000..3_500_000]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.restart_after_kill9();
-    drop(s);
+    drop((s, p));
 
     let r = c
         .get(format!("{}/v2/acme/k/blobs/{d}", server.url()))
@@ -270,12 +296,16 @@ async fn kill9_during_uploads_leaves_no_partial_blob() {
         StatusCode::NOT_FOUND,
         "a cut-off upload must not be visible"
     );
-    // The session resumes from what reached the disk.
+    // The session resumes from what it recorded: the first PATCH, and at most what of the cut
+    // one reached the disk; finishing from there gives the right blob.
     let r = c.get(abs(&server.url(), &loc)).send().await.unwrap();
-    assert_eq!(r.headers()["range"], "0-1999999");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let range = r.headers()["range"].to_str().unwrap();
+    let end: usize = range.strip_prefix("0-").unwrap().parse().unwrap();
+    assert!((1_999_999..3_500_000).contains(&end), "range {range}");
     let r = c
         .put(format!("{}{loc}?digest={d}", server.url()))
-        .body(blob[2_000_000..].to_vec())
+        .body(blob[end + 1..].to_vec())
         .send()
         .await
         .unwrap();
@@ -308,11 +338,40 @@ async fn kill9_during_pushes_keeps_every_invariant() {
                             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
                         }))
                         .unwrap();
+                        let (md, size) = (sha256(&m), m.len());
                         c.put(format!("{base}/v2/{repo}/manifests/r{round}-{i}"))
-                            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                            .header("content-type", OCI_MANIFEST)
                             .body(m)
                             .send()
                             .await?;
+                        // Every third image also gets an index over it and a signature-like
+                        // referrer, so that kills land in those writes too.
+                        if i % 3 == 0 {
+                            push_blob(&c, &base, &repo, b"{}").await?;
+                            let index = serde_json::to_vec(&json!({
+                                "schemaVersion": 2, "mediaType": OCI_INDEX,
+                                "manifests": [{"mediaType": OCI_MANIFEST, "digest": md, "size": size}],
+                            }))
+                            .unwrap();
+                            c.put(format!("{base}/v2/{repo}/manifests/idx{round}-{i}"))
+                                .header("content-type", OCI_INDEX)
+                                .body(index)
+                                .send()
+                                .await?;
+                            let empty = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2});
+                            let sig = serde_json::to_vec(&json!({
+                                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                "artifactType": "application/vnd.example.signature",
+                                "config": empty, "layers": [empty],
+                                "subject": {"mediaType": OCI_MANIFEST, "digest": md, "size": size},
+                            }))
+                            .unwrap();
+                            c.put(format!("{base}/v2/{repo}/manifests/{}", sha256(&sig)))
+                                .header("content-type", OCI_MANIFEST)
+                                .body(sig)
+                                .send()
+                                .await?;
+                        }
                         reqwest::Result::Ok(())
                     }
                     .await;
@@ -533,4 +592,91 @@ async fn full_disk_is_reported_and_loses_nothing() {
         .unwrap();
     assert_eq!(got.as_ref(), small.as_slice());
     check_invariants(&c, &server).await;
+}
+
+/// The default layout, metadata and blobs on one disk, filled up: writes to the metadata
+/// database are refused with 507 (not a 500), nothing already stored is lost, and the registry
+/// works again once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_metadata_disk_is_reported_and_loses_nothing() {
+    use std::io::Write;
+    let disk = SmallDisk::mount("16m");
+    let server = TestServer::start_with(disk.dir.path(), &[]);
+    let c = client();
+    let base = server.url();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let layer = data(11, 200_000);
+    for blob in [&config, &layer] {
+        assert_eq!(
+            push_blob(&c, &base, "acme/meta", blob).await.unwrap(),
+            StatusCode::CREATED
+        );
+    }
+    // A manifest big enough (1 MiB of annotations) that storing it needs new pages in the
+    // database's write-ahead log, not only ones it already has.
+    let manifest = |pad: char| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
+            "annotations": {"pad": pad.to_string().repeat(1 << 20)},
+        }))
+        .unwrap()
+    };
+    let put = |tag: &'static str, body: Vec<u8>| {
+        let c = c.clone();
+        let url = format!("{base}/v2/acme/meta/manifests/{tag}");
+        async move {
+            c.put(url)
+                .header("content-type", OCI_MANIFEST)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = manifest('a');
+    assert_eq!(put("v1", first.clone()).await.status(), StatusCode::CREATED);
+
+    // Fill the disk to the last block.
+    let filler = disk.dir.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(f);
+    let r = put("v2", manifest('b')).await;
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["errors"][0]["code"].is_string(), "{v}");
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("full"),
+        "{v}"
+    );
+    // What was stored is intact and served; the refused manifest is nowhere.
+    let r = c
+        .get(format!("{base}/v2/acme/meta/manifests/v1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), first);
+    let r = c
+        .get(format!("{base}/v2/acme/meta/manifests/v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Room again: the same push succeeds.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(put("v2", manifest('b')).await.status(), StatusCode::CREATED);
+    assert_eq!(check_invariants(&c, &server).await, 2);
 }
