@@ -243,14 +243,16 @@ impl AuthService {
         password: &str,
         source: IpAddr,
     ) -> Result<Principal, AuthError> {
+        // The throttle comes before the cache of verified logins: otherwise, while the real
+        // user's login is cached, a throttled guesser would still learn which guess is right.
+        if let Err(wait) = self.limiter.check(username, source) {
+            return Err(AuthError::TooManyAttempts(wait));
+        }
         let cache_key = secret::hash_secret(&format!("{username}\0{password}"));
         if let Some((p, at)) = self.basic_cache.get(&cache_key)
             && at.elapsed() < self.config.basic_cache_ttl
         {
             return Ok(p);
-        }
-        if let Err(wait) = self.limiter.check(username, source) {
-            return Err(AuthError::TooManyAttempts(wait));
         }
         let result = self.check_credentials(username, password).await?;
         match result {

@@ -487,6 +487,21 @@ fn routes(w: &World) -> Vec<(Method, String, Need, Option<Vec<u8>>)> {
 /// in a way that yields a non-auth error when allowed, so a 404 is a refusal only with
 /// NAME_UNKNOWN (or on HEAD, which has no body to say so). Throttling (429) refuses too.
 fn refused(method: &Method, status: StatusCode, body: &str) -> bool {
+    // A registry API refusal carries the code the spec pairs with its status.
+    if let Some(code) = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["errors"][0]["code"].as_str().map(str::to_owned))
+    {
+        let expected = match status.as_u16() {
+            401 => Some("UNAUTHORIZED"),
+            403 => Some("DENIED"),
+            429 => Some("TOOMANYREQUESTS"),
+            _ => None,
+        };
+        if let Some(expected) = expected {
+            assert_eq!(code, expected, "{method} answered {status}: {body}");
+        }
+    }
     // The management API says `forbidden`, or `not_found` for repositories the caller may not see.
     if body.contains("\"code\":\"forbidden\"") || body.contains("\"code\":\"unauthorized\"") {
         return true;
@@ -804,6 +819,17 @@ async fn failed_logins_are_throttled_and_alike() {
         StatusCode::TOO_MANY_REQUESTS,
         "the throttled address stays throttled"
     );
+    // And so do its Basic credentials on the registry API itself, with the spec's code.
+    let r = c
+        .get(format!("{}/v2/acme/app/tags/list", s.url()))
+        .basic_auth("reader", Some("a-long-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS", "{v}");
     // The logs never carry the passwords tried.
     let logs = s.stderr();
     assert!(!logs.contains("a-long-password") && !logs.contains(ADMIN_PASSWORD));
