@@ -533,6 +533,19 @@ mod tests {
         assert_eq!(c.listen.port(), 7000);
     }
 
+    /// The defaults the README and the issue promise: no file, no environment.
+    #[test]
+    fn embedded_defaults() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(c.data_dir, std::path::Path::new("./berth-data"));
+        assert!(c.storage.fsync);
+        assert!(c.auth.enabled);
+        assert!(c.database.url.is_none());
+        assert_eq!(c.uploads.expiry_secs, 24 * 3600);
+        assert_eq!(c.limits.max_manifest_bytes, 4 << 20);
+    }
+
     #[test]
     fn unknown_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();

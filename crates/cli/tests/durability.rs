@@ -680,3 +680,149 @@ async fn full_metadata_disk_is_reported_and_loses_nothing() {
     assert_eq!(put("v2", manifest('b')).await.status(), StatusCode::CREATED);
     assert_eq!(check_invariants(&c, &server).await, 2);
 }
+
+/// `limits.max_manifest_bytes` and `limits.max_blob_bytes` are what the server enforces, to the
+/// byte, with SIZE_INVALID; nothing of a refused blob is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limits_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[],
+        &[
+            ("BERTH_LIMITS__MAX_MANIFEST_BYTES", "2000"),
+            ("BERTH_LIMITS__MAX_BLOB_BYTES", "100000"),
+            // No image analysis: it stores SBOMs of the pushed manifests in the background,
+            // whose uploads would be in the directory checked below.
+            ("BERTH_SCAN__ENABLED", "false"),
+        ],
+    );
+    let c = client();
+    let base = server.url();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    assert_eq!(
+        push_blob(&c, &base, "acme/lim", &config).await.unwrap(),
+        StatusCode::CREATED
+    );
+    // A manifest padded to exactly `len` bytes.
+    let manifest = |len: usize| {
+        let mut v = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": [],
+            "annotations": {"pad": ""},
+        });
+        let short = serde_json::to_vec(&v).unwrap().len();
+        v["annotations"]["pad"] = json!("x".repeat(len - short));
+        let m = serde_json::to_vec(&v).unwrap();
+        assert_eq!(m.len(), len);
+        m
+    };
+    let put = |tag: &str, body: Vec<u8>| {
+        c.put(format!("{base}/v2/acme/lim/manifests/{tag}"))
+            .header("content-type", OCI_MANIFEST)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        put("at", manifest(2000)).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let r = put("over", manifest(2001)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "SIZE_INVALID", "{v}");
+
+    assert_eq!(
+        push_blob(&c, &base, "acme/lim", &data(12, 100_000))
+            .await
+            .unwrap(),
+        StatusCode::CREATED
+    );
+    let big = data(13, 100_001);
+    let r = c
+        .post(format!(
+            "{base}/v2/acme/lim/blobs/uploads/?digest={}",
+            sha256(&big)
+        ))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status.is_client_error(), v["errors"][0]["code"].as_str()),
+        (true, Some("SIZE_INVALID")),
+        "{status} {v}"
+    );
+    let r = c
+        .head(format!("{base}/v2/acme/lim/blobs/{}", sha256(&big)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let uploads = server.data_dir().join("storage").join("uploads");
+    let left: Vec<_> = std::fs::read_dir(&uploads)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "a refused blob left data behind: {left:?}");
+}
+
+/// A blob pushed to several repositories (directly and by mount) is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), &[]);
+    let c = client();
+    let base = server.url();
+    let blob = data(14, 300_000);
+    let d = sha256(&blob);
+    for repo in ["a/one", "b/two", "c/three"] {
+        assert_eq!(
+            push_blob(&c, &base, repo, &blob).await.unwrap(),
+            StatusCode::CREATED
+        );
+    }
+    let r = c
+        .post(format!(
+            "{base}/v2/d/four/blobs/uploads/?mount={d}&from=a/one"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let blobs = server
+        .data_dir()
+        .join("storage")
+        .join("blobs")
+        .join("sha256");
+    let files: Vec<_> = walk(&blobs);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(d.strip_prefix("sha256:").unwrap()));
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), 300_000);
+    // Every repository sees it.
+    for repo in ["a/one", "b/two", "c/three", "d/four"] {
+        let r = c
+            .head(format!("{base}/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{repo}");
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
