@@ -826,3 +826,116 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The server's resident memory at its peak, since the last reset (root: `clear_refs`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM (needs root)");
+}
+
+/// A body of `mib` MiB made of 1 MiB chunks, generated as it is sent, and its digest.
+fn generated(mib: u32) -> (reqwest::Body, String) {
+    let base = data(1000, 1 << 20);
+    // Distinct chunks without generating each one: a copy of one with its index in front.
+    let chunk = move |i: u32| {
+        let mut c = base.clone();
+        c[..4].copy_from_slice(&i.to_le_bytes());
+        bytes::Bytes::from(c)
+    };
+    let mut h = sha2::Sha256::new();
+    for i in 0..mib {
+        h.update(chunk(i));
+    }
+    let d = format!("sha256:{}", hex::encode(h.finalize()));
+    let body = futures::stream::iter((0..mib).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
+    (reqwest::Body::wrap_stream(body), d)
+}
+
+/// A body flows from the socket to the disk: the server's peak memory while receiving a 256 MiB
+/// blob is no higher than while receiving a 16 MiB one (give or take a few MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_does_not_grow_with_blob_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(dir.path(), &[], &[("BERTH_SCAN__ENABLED", "false")]);
+    let pid = server.pid().unwrap();
+    let c = client();
+    let base = server.url();
+    let mut peaks = Vec::new();
+    // The first push warms up (buffers, the database's pages); it is not compared.
+    for mib in [16, 16, 256, 16, 256] {
+        let (body, d) = generated(mib);
+        reset_peak_rss(pid);
+        let r = c
+            .post(format!("{base}/v2/acme/mem/blobs/uploads/?digest={d}"))
+            .header("content-length", (u64::from(mib) << 20).to_string())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{mib} MiB");
+        peaks.push((mib, peak_rss_kib(pid)));
+    }
+    let measured = &peaks[1..];
+    let peak = |size: u32| measured.iter().filter(|p| p.0 == size).map(|p| p.1).max();
+    let (small, large) = (peak(16).unwrap(), peak(256).unwrap());
+    assert!(
+        large < small + 8 * 1024,
+        "peak RSS (KiB) per push: {peaks:?}"
+    );
+}
+
+/// A client that stops sending mid-body is cut off after `uploads.body_idle_timeout_secs`, and
+/// what it sent is not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[],
+        &[
+            ("BERTH_UPLOADS__BODY_IDLE_TIMEOUT_SECS", "1"),
+            ("BERTH_SCAN__ENABLED", "false"),
+        ],
+    );
+    let blob = data(15, 1_000_000);
+    let d = sha256(&blob);
+    let addr = server.host();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v2/acme/stall/blobs/uploads/?digest={d} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {}\r\ncontent-length: {}\r\n\r\n",
+        client_auth(),
+        blob.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&blob[..300_000]).await.unwrap();
+    let started = std::time::Instant::now();
+    // The server answers (or closes) on its own, well before this test's own limit.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "the server kept waiting for the body");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "cut off after {waited:?}, before the idle timeout"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    let c = client();
+    let r = c
+        .head(format!("{}/v2/acme/stall/blobs/{d}", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let uploads = server.data_dir().join("storage").join("uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+}
