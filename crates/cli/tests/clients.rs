@@ -232,6 +232,17 @@ fn skopeo_push_by_tag_then_pull_back_by_tag_and_digest() {
     );
     assert_same_files(&layout_files(&dir, &image.manifest.digest), &image.files);
 
+    // Pushed by digest (no tag) into another repository: stored and served under the digest.
+    let untagged = format!("{REPO}-untagged");
+    push(
+        &env,
+        &layout,
+        TestLayout::IMAGE_REF,
+        &target.docker_ref(&untagged, &by_digest),
+    );
+    assert_manifest_served(&target, &untagged, &image.manifest.digest, &image.manifest);
+    assert_blobs_present(&target, &untagged, &image_blobs(image));
+
     // An independent reader of the pulled layout: umoci unpacks it.
     let bundle = env.path().join("bundle");
     env.umoci(&[
