@@ -251,6 +251,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         scans: Some(scans),
         body_idle_timeout: Duration::from_secs(config.uploads.body_idle_timeout_secs),
     };
+    tokio::spawn(trim_when_idle());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -300,4 +301,29 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
             _ = int.recv() => {}
         }
     })
+}
+
+/// How often the server checks whether it went idle.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
+/// Hands the allocator's free memory back to the kernel once no request has arrived for a
+/// while. `main` lets the arenas keep up to 16 MiB free so that busy uploads reuse their buffers;
+/// an idle server does not need to hold on to it.
+async fn trim_when_idle() {
+    let mut interval = tokio::time::interval(IDLE_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = berth_server::requests_received();
+    let mut trimmed = true;
+    loop {
+        interval.tick().await;
+        let now = berth_server::requests_received();
+        if now != seen {
+            seen = now;
+            trimmed = false;
+        } else if !trimmed {
+            trimmed = true;
+            // SAFETY: malloc_trim only returns free memory to the kernel.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        }
+    }
 }

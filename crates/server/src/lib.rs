@@ -9,6 +9,7 @@ mod token;
 mod v2;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,6 +21,15 @@ use berth_registry::Registry;
 
 pub use access::{Access, Action, AllowAll, Authorizer, Caller, TokenAuthorizer};
 pub use error::ApiError;
+
+/// Requests received since the process started.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many requests this process has received: a cheap sign of activity for work that should
+/// wait until the server is idle.
+pub fn requests_received() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
+}
 
 /// What every handler can reach. Built once at start-up.
 #[derive(Clone)]
@@ -113,6 +123,7 @@ pub async fn serve(
         let app = app.clone();
         // The peer address is part of every request: throttling and the audit log need it.
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            REQUESTS.fetch_add(1, Ordering::Relaxed);
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
