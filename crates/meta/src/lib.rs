@@ -520,13 +520,8 @@ impl MetaStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        if let Some(by) = referenced_by(&mut tx, repo_id, digest).await? {
-            tx.rollback().await?;
-            return Err(MetaError::Referenced {
-                digest: digest.to_owned(),
-                by,
-            });
-        }
+        // Refused: the transaction is dropped, which rolls it back.
+        ensure_unreferenced(&mut tx, repo_id, digest).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -752,13 +747,8 @@ impl MetaStore {
         }
         // An index of the repository that lists this manifest keeps it. (On PostgreSQL the lock
         // above waits for a push of such an index, which holds a share lock on this row.)
-        if let Some(by) = referenced_by(&mut tx, repo_id, digest).await? {
-            tx.rollback().await?;
-            return Err(MetaError::Referenced {
-                digest: digest.to_owned(),
-                by,
-            });
-        }
+        // Refused: the transaction is dropped, which rolls it back.
+        ensure_unreferenced(&mut tx, repo_id, digest).await?;
         let tags: Vec<String> =
             sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
                 .bind(repo_id)
@@ -986,13 +976,13 @@ async fn repo_id(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Option<i6
     )
 }
 
-/// A manifest of the repository, other than `digest` itself, that references `digest` (as its
-/// config, a layer, or a child of an index).
-async fn referenced_by(
+/// [`MetaError::Referenced`] if a manifest of the repository, other than `digest` itself,
+/// references `digest` (as its config, a layer, or a child of an index).
+async fn ensure_unreferenced(
     conn: &mut sqlx::AnyConnection,
     repo_id: i64,
     digest: &str,
-) -> Result<Option<String>> {
+) -> Result<()> {
     let row = sqlx::query(
         "SELECT manifest_digest FROM manifest_refs WHERE repo_id = $1 AND child_digest = $2 \
          AND manifest_digest <> $2 ORDER BY manifest_digest LIMIT 1",
@@ -1001,10 +991,13 @@ async fn referenced_by(
     .bind(digest)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    match row {
+        Some(r) => Err(MetaError::Referenced {
+            digest: digest.to_owned(),
+            by: r.try_get(0)?,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Points `tag` at `digest` and says what changed. A compare-and-swap, so that what it reports is
