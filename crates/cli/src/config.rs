@@ -533,10 +533,11 @@ mod tests {
         assert_eq!(c.listen.port(), 7000);
     }
 
-    /// The defaults the README and the issue promise: no file, no environment.
+    /// The defaults the README and the issue promise (what `Config::load` starts from before a
+    /// file and `BERTH_*` variables).
     #[test]
     fn embedded_defaults() {
-        let c = Config::load(None, Overrides::default()).unwrap();
+        let c = Config::default();
         assert_eq!(c.listen, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(c.data_dir, std::path::Path::new("./berth-data"));
         assert!(c.storage.fsync);

@@ -306,19 +306,19 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 /// How often the server checks whether it went idle.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 
-/// Hands the allocator's free memory back to the kernel once no request has arrived for a
-/// while. `main` lets the arenas keep up to 16 MiB free so that busy uploads reuse their buffers;
-/// an idle server does not need to hold on to it.
+/// Hands the allocator's free memory back to the kernel once no request has arrived or been in
+/// flight for a while. `main` lets the arenas keep up to 16 MiB free so that busy uploads reuse
+/// their buffers; an idle server does not need to hold on to it.
 async fn trim_when_idle() {
     let mut interval = tokio::time::interval(IDLE_CHECK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = berth_server::requests_received();
+    let (mut seen, _) = berth_server::requests_received();
     let mut trimmed = true;
     loop {
         interval.tick().await;
-        let now = berth_server::requests_received();
-        if now != seen {
-            seen = now;
+        let (received, in_flight) = berth_server::requests_received();
+        if received != seen || in_flight > 0 {
+            seen = received;
             trimmed = false;
         } else if !trimmed {
             trimmed = true;

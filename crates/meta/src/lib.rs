@@ -732,18 +732,22 @@ impl MetaStore {
         };
         // On PostgreSQL, lock the manifest before its tags, the order in which `put_manifest`
         // takes them (manifest, then tag): deleting the tags first would deadlock with a push
-        // that holds the manifest and waits for a tag row this transaction deleted.
-        if self.dialect == Dialect::Postgres {
-            let found = sqlx::query(
-                "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2 FOR UPDATE",
-            )
-            .bind(repo_id)
-            .bind(digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if found.is_none() {
-                return Ok(None);
-            }
+        // that holds the manifest and waits for a tag row this transaction deleted. (SQLite's
+        // writers are serialised by the gate.) A manifest that is not there is unknown, whatever
+        // references to it an older version may have left behind.
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let found = sqlx::query(&format!(
+            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2{lock}"
+        ))
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Ok(None);
         }
         // An index of the repository that lists this manifest keeps it. (On PostgreSQL the lock
         // above waits for a push of such an index, which holds a share lock on this row.)

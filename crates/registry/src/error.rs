@@ -55,7 +55,10 @@ impl From<MetaError> for RegistryError {
                 RegistryError::ManifestBlobUnknown(d)
             }
             MetaError::Unavailable(e) => RegistryError::Unavailable(e.to_string()),
-            MetaError::Full(_) => RegistryError::StorageFull,
+            MetaError::Full(e) => {
+                tracing::error!(error = %e, "the metadata database's disk is full");
+                RegistryError::StorageFull
+            }
             MetaError::Referenced { digest, by } => RegistryError::Referenced { digest, by },
             e => RegistryError::Internal(e.to_string()),
         }
@@ -73,7 +76,10 @@ impl From<StorageError> for RegistryError {
             },
             StorageError::UploadUnknown(id) => RegistryError::UploadUnknown(id),
             StorageError::Body(e) => RegistryError::BodyIncomplete(e.to_string()),
-            StorageError::Full => RegistryError::StorageFull,
+            StorageError::Full => {
+                tracing::error!("blob storage is full");
+                RegistryError::StorageFull
+            }
             StorageError::Io(e) => RegistryError::Internal(format!("storage: {e}")),
             StorageError::Unavailable(e) => RegistryError::Unavailable(format!("storage: {e}")),
             StorageError::Config(e) => RegistryError::Internal(format!("storage: {e}")),

@@ -194,6 +194,9 @@ pub enum VulnDbError {
     Busy,
     #[error("a backing service is unavailable: {0}")]
     Unavailable(String),
+    /// The disk under the metadata database or the blob storage is full.
+    #[error("storage is full: {0}")]
+    Full(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -204,6 +207,7 @@ impl From<MetaError> for VulnDbError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::Unavailable(e) => VulnDbError::Unavailable(e.to_string()),
+            e @ MetaError::Full(_) => VulnDbError::Full(e.to_string()),
             e => VulnDbError::Internal(e.to_string()),
         }
     }
@@ -214,6 +218,7 @@ impl From<StorageError> for VulnDbError {
         match e {
             StorageError::Unavailable(e) => VulnDbError::Unavailable(format!("storage: {e}")),
             StorageError::TooLarge { limit, .. } => VulnDbError::TooLarge { limit },
+            StorageError::Full => VulnDbError::Full("blob storage".into()),
             e => VulnDbError::Internal(format!("storage: {e}")),
         }
     }

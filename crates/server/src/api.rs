@@ -76,6 +76,16 @@ impl ApiErr {
             format!("{what} does not exist"),
         )
     }
+    /// 507: the disk under the database or the blobs is full (the cause is logged where the
+    /// error is converted).
+    fn storage_full() -> ApiErr {
+        ApiErr::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            "the registry's storage is full",
+        )
+    }
+
     fn invalid(message: impl Into<String>) -> ApiErr {
         ApiErr::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
@@ -101,11 +111,7 @@ impl From<MetaError> for ApiErr {
             MetaError::Conflict(m) => ApiErr::new(StatusCode::CONFLICT, "conflict", m),
             MetaError::Full(_) => {
                 tracing::error!(error = %e, "metadata database's disk is full");
-                ApiErr::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "storage_full",
-                    "the registry's storage is full",
-                )
+                ApiErr::storage_full()
             }
             MetaError::Unavailable(_) => {
                 tracing::error!(error = %e, "metadata database unavailable");
@@ -140,6 +146,10 @@ impl From<VulnDbError> for ApiErr {
             }
             VulnDbError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", message),
             VulnDbError::Busy => ApiErr::new(StatusCode::CONFLICT, "conflict", message),
+            VulnDbError::Full(_) => {
+                tracing::error!(error = %e, "vulnerability database: storage is full");
+                ApiErr::storage_full()
+            }
             VulnDbError::Fetch(_) | VulnDbError::Unavailable(_) => {
                 tracing::error!(error = %e, "vulnerability database unavailable");
                 ApiErr::new(

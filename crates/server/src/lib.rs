@@ -22,13 +22,35 @@ use berth_registry::Registry;
 pub use access::{Access, Action, AllowAll, Authorizer, Caller, TokenAuthorizer};
 pub use error::ApiError;
 
-/// Requests received since the process started.
+/// Requests received since the process started, and those whose handler has not finished (an
+/// upload's handler runs until its body has been stored).
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
-/// How many requests this process has received: a cheap sign of activity for work that should
-/// wait until the server is idle.
-pub fn requests_received() -> u64 {
-    REQUESTS.load(Ordering::Relaxed)
+/// How many requests this process has received, and how many are still being handled: cheap
+/// signs of activity for work that should wait until the server is idle.
+pub fn requests_received() -> (u64, u64) {
+    (
+        REQUESTS.load(Ordering::Relaxed),
+        IN_FLIGHT.load(Ordering::Relaxed),
+    )
+}
+
+/// Counts a request as in flight until dropped (also when the connection goes away mid-request).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What every handler can reach. Built once at start-up.
@@ -123,10 +145,14 @@ pub async fn serve(
         let app = app.clone();
         // The peer address is part of every request: throttling and the audit log need it.
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            REQUESTS.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight::enter();
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
-            tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            let answer = tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new));
+            async move {
+                let _in_flight = in_flight;
+                answer.await
+            }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());

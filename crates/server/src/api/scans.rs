@@ -30,6 +30,8 @@ impl From<RegistryError> for ApiErr {
         match e {
             RegistryError::ManifestUnknown(m) => ApiErr::not_found(format!("manifest {m}")),
             RegistryError::Unsupported(m) => ApiErr::new(StatusCode::CONFLICT, "conflict", m),
+            // Logged where it arose (`RegistryError::from`).
+            RegistryError::StorageFull => ApiErr::storage_full(),
             RegistryError::Unavailable(m) => {
                 tracing::error!(error = %m, "storage or database unavailable");
                 ApiErr::new(
