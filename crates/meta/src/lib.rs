@@ -989,7 +989,7 @@ async fn ensure_unreferenced(
 ) -> Result<()> {
     let row = sqlx::query(
         "SELECT manifest_digest FROM manifest_refs WHERE repo_id = $1 AND child_digest = $2 \
-         AND manifest_digest <> $2 ORDER BY manifest_digest LIMIT 1",
+         AND manifest_digest <> $2 LIMIT 1",
     )
     .bind(repo_id)
     .bind(digest)
