@@ -108,8 +108,8 @@ fn main() -> anyhow::Result<ExitCode> {
     // body chunks in flight) come from the arenas rather than from mmap, and an arena keeps up
     // to 16 MiB of free memory at its top instead of handing it back at once. Otherwise the
     // same few MiB are returned to the kernel and faulted in again over and over during
-    // uploads: 8 concurrent pushes spent ~5% of their CPU on those page faults (more on a
-    // virtual machine), measured in docs/performance.md.
+    // uploads: 8 concurrent pushes spent ~4% of the server's CPU on those page faults,
+    // measured in docs/performance.md.
     // SAFETY: called before any other thread exists; mallopt only adjusts allocator settings.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

@@ -562,7 +562,8 @@ impl utoipa::Modify for ScanPaths {
         use utoipa::openapi::path::HttpMethod::{Delete, Get, Post, Put};
 
         const JSON: &str = "application/json";
-        const NOT_ANALYSED: &str = "the image has not been analysed";
+        let not_found = |description| ("404", description, vec![(JSON, schema("ErrorResponse"))]);
+        let not_analysed = || not_found("the image has not been analysed");
         let repo = || path("name", "the repository (slashes included)");
         let digest = || path("digest", "the image manifest's digest");
         let org = || path("org", "the organisation");
@@ -642,7 +643,7 @@ impl utoipa::Modify for ScanPaths {
                             (JSON, object()),
                         ],
                     ),
-                    ("404", NOT_ANALYSED, vec![(JSON, schema("ErrorResponse"))]),
+                    not_analysed(),
                 ],
             },
         );
@@ -670,7 +671,7 @@ impl utoipa::Modify for ScanPaths {
                         "the report, or SARIF 2.1.0",
                         vec![(JSON, object()), ("application/sarif+json", object())],
                     ),
-                    ("404", NOT_ANALYSED, vec![(JSON, schema("ErrorResponse"))]),
+                    not_analysed(),
                 ],
             },
         );
@@ -793,14 +794,7 @@ impl utoipa::Modify for ScanPaths {
                     access: admin_access,
                     params: vec![param, entry()],
                     body: None,
-                    responses: vec![
-                        ("204", "removed", vec![]),
-                        (
-                            "404",
-                            "no such entry",
-                            vec![(JSON, schema("ErrorResponse"))],
-                        ),
-                    ],
+                    responses: vec![("204", "removed", vec![]), not_found("no such entry")],
                 },
             );
         }
